@@ -1,0 +1,3 @@
+from kensa_gql.cli import main
+
+raise SystemExit(main())

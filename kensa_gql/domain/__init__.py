@@ -1,0 +1,1 @@
+"""The pure core: rules about money, videos and models. Standard library only."""

@@ -1,0 +1,91 @@
+"""The ports: what the services need from the outside world, as Protocols."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kensa_gql.domain.catalog import ModelSpec
+from kensa_gql.domain.videos import Video
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderJob:
+    """What a provider is asked to make; everything is already validated and normalised."""
+
+    video_uuid: str
+    model: str
+    prompt: str
+    duration: int
+    resolution: str
+    aspect_ratio: str
+    start_image_url: str | None = None
+    callback_url: str | None = None
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """Where a finished video can be taken from: a local file, or a URL (with headers) to download."""
+
+    path: Path | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    thumbnail_path: Path | None = None
+    thumbnail_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    state: JobState
+    progress: int | None = None      # 0..100 as the vendor reports it, None when it has none
+    result: ResultFile | None = None  # set when SUCCEEDED
+    error: str | None = None          # the vendor's message when FAILED
+
+
+class VideoProvider(Protocol):
+    """One video vendor (or the embedded renderer) behind one interface."""
+
+    name: str
+    poll_interval: float
+
+    def supports(self, spec: ModelSpec, duration: int, resolution: str, aspect_ratio: str,
+                 with_image: bool) -> bool:
+        """Whether this provider can make exactly this combination."""
+        ...
+
+    async def submit(self, job: ProviderJob) -> str:
+        """Start the job; return the provider's task id. Raises ProviderError."""
+        ...
+
+    async def poll(self, task_id: str, job: ProviderJob) -> JobStatus:
+        """Report the job's state. Raises ProviderError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    url: str
+    size: int
+
+
+class Storage(Protocol):
+    """Where finished videos and thumbnails live, served to clients by URL."""
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        """Store the file at ``key`` (moving or copying it) and return its public URL and size."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Tells subscribers a video changed; called only after the change is committed."""
+
+    async def video_changed(self, video: Video) -> None: ...

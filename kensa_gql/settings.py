@@ -1,0 +1,105 @@
+"""One typed Settings object, read from ``KENSA_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A KENSA_* variable holds a value the gateway cannot start with."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the gateway; defaults give the embedded, offline setup."""
+
+    model_config = SettingsConfigDict(env_prefix="KENSA_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./kensa.db"
+    broadcast_url: str = "memory://"
+    media_dir: Path = Path("./media")
+    public_url: str = "http://127.0.0.1:8000"
+    storage_url: str = ""  # empty: file:// under media_dir
+
+    local_generation_seconds: float = Field(default=6.0, ge=0, le=3600)
+    local_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    task_timeout_seconds: float = Field(default=1800.0, gt=0)
+    poll_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+    # Durable runner: how long a claimed task stays ours without a heartbeat, how many we hold.
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    claim_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    claim_batch: int = Field(default=16, ge=1, le=1000)
+    max_running_tasks: int = Field(default=64, ge=1, le=100_000)
+
+    max_video_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    routes: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    # GraphQL
+    graphiql: bool = True
+    introspection: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    graphql_max_depth: int = Field(default=12, ge=1)
+    graphql_max_aliases: int = Field(default=30, ge=1)
+    graphql_max_tokens: int = Field(default=2000, ge=10)
+    graphql_max_document_bytes: int = Field(default=16_384, ge=256)
+    max_subscriptions_per_connection: int = Field(default=20, ge=1)
+
+    # Authentication cache: how long a verified key is trusted before the database is asked again.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment, turning validation failures into one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"KENSA_{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
