@@ -1,0 +1,75 @@
+"""SQL for users and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kensa_gql.adapters.db.tables import api_keys, users
+from kensa_gql.adapters.db.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: int
+    user_id: int
+    email: str
+    key_hash: str
+    revoked: bool
+
+
+class DuplicateEmail(Exception):
+    pass
+
+
+class AccountsStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add_user(self, email: str, now_ms: int) -> User:
+        try:
+            async with self._uow.conn.begin_nested():
+                result = await self._uow.conn.execute(
+                    insert(users).values(email=email, created_at_ms=now_ms).returning(users.c.id))
+        except IntegrityError as exc:
+            raise DuplicateEmail(email) from exc
+        return User(id=int(result.scalar_one()), email=email)
+
+    async def user_by_email(self, email: str) -> User | None:
+        row = (await self._uow.conn.execute(select(users.c.id, users.c.email).where(users.c.email == email))).first()
+        return None if row is None else User(id=row.id, email=row.email)
+
+    async def user_by_id(self, user_id: int) -> User | None:
+        row = (await self._uow.conn.execute(select(users.c.id, users.c.email).where(users.c.id == user_id))).first()
+        return None if row is None else User(id=row.id, email=row.email)
+
+    async def count_users(self) -> int:
+        return int((await self._uow.conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+    async def add_key(self, user_id: int, prefix: str, key_hash: str, now_ms: int) -> None:
+        await self._uow.conn.execute(insert(api_keys).values(
+            user_id=user_id, prefix=prefix, key_hash=key_hash, created_at_ms=now_ms))
+
+    async def key_by_prefix(self, prefix: str) -> KeyRecord | None:
+        row = (await self._uow.conn.execute(
+            select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at_ms, users.c.email)
+            .join(users, users.c.id == api_keys.c.user_id)
+            .where(api_keys.c.prefix == prefix))).first()
+        if row is None:
+            return None
+        return KeyRecord(id=row.id, user_id=row.user_id, email=row.email, key_hash=row.key_hash,
+                         revoked=row.revoked_at_ms is not None)
+
+    async def revoke_key(self, prefix: str, now_ms: int) -> bool:
+        result = await self._uow.conn.execute(
+            update(api_keys).where(api_keys.c.prefix == prefix, api_keys.c.revoked_at_ms.is_(None))
+            .values(revoked_at_ms=now_ms))
+        return result.rowcount == 1

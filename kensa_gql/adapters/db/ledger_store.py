@@ -1,0 +1,175 @@
+"""SQL for the credit ledger. The rules live in domain/ledger.py; this only reads and writes rows."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from kensa_gql.adapters.db.tables import (
+    credit_accounts,
+    credit_entries,
+    credit_holds,
+    credit_packages,
+    hold_allocations,
+)
+from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.domain.ledger import Allocation, Balance, EntryType, HoldStatus, Package, PackageType
+
+
+class LedgerRaceError(RuntimeError):
+    """A conditional ledger write matched no row: the account lock was not held. A bug, never input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: int
+    user_id: int
+    video_id: int
+    amount: int
+    status: HoldStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    trans_no: str
+    type: str
+    credits: int
+    balance_after: int
+    video_uuid: str | None
+    created_at_ms: int
+
+
+def _package(row: object) -> Package:
+    r = row._mapping  # type: ignore[attr-defined]
+    return Package(id=r["id"], amount=r["amount"], remaining=r["remaining"], frozen=r["frozen"],
+                   used=r["used"], expired=r["expired"], expires_at_ms=r["expires_at_ms"])
+
+
+class LedgerStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def open_account(self, user_id: int) -> None:
+        await self._uow.conn.execute(insert(credit_accounts).values(user_id=user_id, version=0))
+
+    async def lock_account(self, user_id: int) -> bool:
+        """Serialise ledger work for one user until the transaction ends; False if no account."""
+        conn = self._uow.conn
+        if self._uow.is_postgres:
+            row = await conn.execute(
+                select(credit_accounts.c.user_id).where(credit_accounts.c.user_id == user_id).with_for_update())
+            return row.first() is not None
+        # SQLite: the write transaction already holds the database lock (BEGIN IMMEDIATE).
+        result = await conn.execute(update(credit_accounts).where(credit_accounts.c.user_id == user_id)
+                                    .values(version=credit_accounts.c.version + 1))
+        return result.rowcount == 1
+
+    async def live_packages(self, user_id: int) -> list[Package]:
+        rows = await self._uow.conn.execute(
+            select(credit_packages).where(credit_packages.c.user_id == user_id,
+                                          or_(credit_packages.c.remaining > 0, credit_packages.c.frozen > 0)))
+        return [_package(r) for r in rows]
+
+    async def packages(self, ids: list[int]) -> dict[int, Package]:
+        rows = await self._uow.conn.execute(select(credit_packages).where(credit_packages.c.id.in_(ids)))
+        return {r.id: _package(r) for r in rows}
+
+    async def all_packages(self, user_id: int) -> list[Package]:
+        rows = await self._uow.conn.execute(select(credit_packages).where(credit_packages.c.user_id == user_id))
+        return [_package(r) for r in rows]
+
+    async def add_package(self, user_id: int, kind: PackageType, amount: int, expires_at_ms: int | None,
+                          now_ms: int) -> int:
+        result = await self._uow.conn.execute(insert(credit_packages).values(
+            user_id=user_id, type=kind.value, amount=amount, remaining=amount, frozen=0, used=0, expired=0,
+            expires_at_ms=expires_at_ms, created_at_ms=now_ms).returning(credit_packages.c.id))
+        return int(result.scalar_one())
+
+    async def save_package(self, old: Package, new: Package) -> None:
+        """Write a package's new buckets, only if nobody changed them since we read them."""
+        new.check()
+        c = credit_packages.c
+        result = await self._uow.conn.execute(
+            update(credit_packages)
+            .where(c.id == old.id, c.remaining == old.remaining, c.frozen == old.frozen,
+                   c.used == old.used, c.expired == old.expired)
+            .values(remaining=new.remaining, frozen=new.frozen, used=new.used, expired=new.expired))
+        if result.rowcount != 1:
+            raise LedgerRaceError(f"package {old.id} changed under us")
+
+    async def available(self, user_id: int, now_ms: int) -> int:
+        c = credit_packages.c
+        result = await self._uow.conn.execute(
+            select(func.coalesce(func.sum(c.remaining), 0)).where(
+                c.user_id == user_id, c.remaining > 0,
+                or_(c.expires_at_ms.is_(None), c.expires_at_ms > now_ms)))
+        return int(result.scalar_one())
+
+    async def balance(self, user_id: int, now_ms: int) -> Balance:
+        c = credit_packages.c
+        live = or_(c.expires_at_ms.is_(None), c.expires_at_ms > now_ms)
+        row = (await self._uow.conn.execute(select(
+            func.coalesce(func.sum(c.amount), 0),
+            func.coalesce(func.sum(c.frozen), 0),
+            func.coalesce(func.sum(c.used), 0),
+            func.coalesce(func.sum(c.expired), 0),
+            func.coalesce(func.sum(c.remaining).filter(live), 0),
+            func.coalesce(func.sum(c.remaining).filter(~live), 0),
+        ).where(c.user_id == user_id))).one()
+        total, frozen, used, expired, available, lapsed = (int(v) for v in row)
+        return Balance(available=available, frozen=frozen, used=used, expired=expired + lapsed, total=total)
+
+    async def add_entry(self, *, user_id: int, kind: EntryType, credits: int, balance_after: int, now_ms: int,
+                        video_uuid: str | None = None, package_id: int | None = None,
+                        hold_id: int | None = None) -> None:
+        await self._uow.conn.execute(insert(credit_entries).values(
+            trans_no=f"CT{now_ms}{secrets.token_hex(5).upper()}", user_id=user_id, type=kind.value,
+            credits=credits, balance_after=balance_after, video_uuid=video_uuid, package_id=package_id,
+            hold_id=hold_id, created_at_ms=now_ms))
+
+    async def add_hold(self, *, user_id: int, video_id: int, amount: int, allocations: list[Allocation],
+                       now_ms: int) -> int:
+        conn = self._uow.conn
+        result = await conn.execute(insert(credit_holds).values(
+            user_id=user_id, video_id=video_id, amount=amount, status=HoldStatus.PENDING.value,
+            created_at_ms=now_ms).returning(credit_holds.c.id))
+        hold_id = int(result.scalar_one())
+        await conn.execute(insert(hold_allocations), [
+            {"hold_id": hold_id, "package_id": a.package_id, "amount": a.amount} for a in allocations])
+        return hold_id
+
+    async def hold_for_video(self, video_id: int) -> Hold | None:
+        row = (await self._uow.conn.execute(
+            select(credit_holds).where(credit_holds.c.video_id == video_id))).first()
+        if row is None:
+            return None
+        return Hold(id=row.id, user_id=row.user_id, video_id=row.video_id, amount=row.amount,
+                    status=HoldStatus(row.status))
+
+    async def resolve_hold(self, hold_id: int, status: HoldStatus, now_ms: int) -> bool:
+        """PENDING -> POSTED | VOIDED, exactly once: False when it was already resolved."""
+        result = await self._uow.conn.execute(
+            update(credit_holds)
+            .where(and_(credit_holds.c.id == hold_id, credit_holds.c.status == HoldStatus.PENDING.value))
+            .values(status=status.value, resolved_at_ms=now_ms))
+        return result.rowcount == 1
+
+    async def allocations(self, hold_id: int) -> list[Allocation]:
+        rows = await self._uow.conn.execute(
+            select(hold_allocations.c.package_id, hold_allocations.c.amount)
+            .where(hold_allocations.c.hold_id == hold_id).order_by(hold_allocations.c.package_id))
+        return [Allocation(r.package_id, r.amount) for r in rows]
+
+    async def history(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Entry], int]:
+        c = credit_entries.c
+        conn = self._uow.conn
+        total = int((await conn.execute(select(func.count()).where(c.user_id == user_id))).scalar_one())
+        rows = await conn.execute(select(c.id, c.trans_no, c.type, c.credits, c.balance_after, c.video_uuid,
+                                         c.created_at_ms)
+                                  .where(c.user_id == user_id).order_by(c.id.desc()).offset(offset).limit(limit))
+        return [Entry(id=r.id, trans_no=r.trans_no, type=r.type, credits=r.credits,
+                      balance_after=r.balance_after, video_uuid=r.video_uuid, created_at_ms=r.created_at_ms)
+                for r in rows], total

@@ -1,0 +1,72 @@
+"""The unit of work: one transaction, rolled back unless committed explicitly."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from kensa_gql.adapters.db.engine import IMMEDIATE
+
+
+class UnitOfWork:
+    """``async with uow: ...; await uow.commit()``. Leaving without commit rolls back.
+
+    ``write=True`` takes the database's write lock up front on SQLite (BEGIN IMMEDIATE); on
+    PostgreSQL the repositories lock the rows they change (``FOR UPDATE``).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, write: bool) -> None:
+        self._engine = engine
+        self._write = write
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    @property
+    def conn(self) -> AsyncConnection:
+        assert self._conn is not None, "unit of work used outside 'async with'"
+        return self._conn
+
+    async def __aenter__(self) -> UnitOfWork:
+        conn = await self._engine.connect()
+        if self._write and not self.is_postgres:
+            conn = await conn.execution_options(**{IMMEDIATE: True})
+        self._conn = conn
+        try:
+            self._tx = await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        return self
+
+    async def commit(self) -> None:
+        assert self._tx is not None
+        await self._tx.commit()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._conn is not None and self._tx is not None
+        try:
+            if self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            await self._conn.close()
+            self._conn = None
+            self._tx = None
+
+
+class Database:
+    """Hands out units of work over one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def reading(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, write=False)
+
+    def writing(self) -> UnitOfWork:
+        return UnitOfWork(self.engine, write=True)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

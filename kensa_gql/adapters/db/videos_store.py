@@ -1,0 +1,210 @@
+"""SQL for videos, their runner tasks, and idempotency keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kensa_gql.adapters.db.tables import idempotency_keys, tasks, videos
+from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.domain.errors import InvalidTransition
+from kensa_gql.domain.videos import Video, VideoStatus
+
+_VIDEO_COLUMNS = [c for c in videos.c if c.name not in ("started_at_ms",)]
+
+
+def video_from_row(row: Any) -> Video:
+    r = row._mapping
+    return Video(
+        id=r["id"], uuid=r["uuid"], user_id=r["user_id"], prompt=r["prompt"], model=r["model"],
+        status=VideoStatus(r["status"]), progress=r["progress"], provider=r["provider"],
+        video_url=r["video_url"], thumbnail_url=r["thumbnail_url"], start_image_url=r["start_image_url"],
+        duration=r["duration"], resolution=r["resolution"], aspect_ratio=r["aspect_ratio"],
+        file_size=r["file_size"], credits_used=r["credits_used"], generation_time=r["generation_time"],
+        created_at_ms=r["created_at_ms"], completed_at_ms=r["completed_at_ms"],
+        error_message=r["error_message"], deleted=r["deleted_at_ms"] is not None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    video_id: int
+    route: list[str]
+    route_index: int
+    provider_task_id: str | None
+    next_run_at_ms: int
+    lease_owner: str | None
+    attempts: int
+    created_at_ms: int
+
+    @property
+    def provider(self) -> str:
+        return self.route[min(self.route_index, len(self.route) - 1)]
+
+
+def _task(row: Any) -> Task:
+    r = row._mapping
+    return Task(video_id=r["video_id"], route=json.loads(r["route"]), route_index=r["route_index"],
+                provider_task_id=r["provider_task_id"], next_run_at_ms=r["next_run_at_ms"],
+                lease_owner=r["lease_owner"], attempts=r["attempts"], created_at_ms=r["created_at_ms"])
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    request_hash: str
+    state: str
+    video_uuid: str | None
+    created_at_ms: int
+
+
+class VideosStore:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    # -- videos ---------------------------------------------------------------------------------
+    async def add(self, *, uuid: str, user_id: int, prompt: str, model: str, duration: int, resolution: str,
+                  aspect_ratio: str, start_image_url: str | None, credits: int, now_ms: int) -> Video:
+        result = await self._uow.conn.execute(insert(videos).values(
+            uuid=uuid, user_id=user_id, prompt=prompt, model=model, status=VideoStatus.PENDING.value,
+            progress=0, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio,
+            start_image_url=start_image_url, credits_used=credits, created_at_ms=now_ms,
+        ).returning(*_VIDEO_COLUMNS))
+        return video_from_row(result.one())
+
+    async def get_owned(self, uuid: str, user_id: int) -> Video | None:
+        """The caller's non-deleted video, or None: unknown, deleted and foreign look the same."""
+        row = (await self._uow.conn.execute(
+            select(*_VIDEO_COLUMNS).where(videos.c.uuid == uuid, videos.c.user_id == user_id,
+                                          videos.c.deleted_at_ms.is_(None)))).first()
+        return None if row is None else video_from_row(row)
+
+    async def get_by_id(self, video_id: int, *, for_update: bool = False) -> Video | None:
+        query = select(*_VIDEO_COLUMNS).where(videos.c.id == video_id)
+        if for_update and self._uow.is_postgres:
+            query = query.with_for_update()
+        row = (await self._uow.conn.execute(query)).first()
+        return None if row is None else video_from_row(row)
+
+    async def get_by_uuid(self, uuid: str) -> Video | None:
+        row = (await self._uow.conn.execute(select(*_VIDEO_COLUMNS).where(videos.c.uuid == uuid))).first()
+        return None if row is None else video_from_row(row)
+
+    async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
+        live = and_(videos.c.user_id == user_id, videos.c.deleted_at_ms.is_(None))
+        conn = self._uow.conn
+        total = int((await conn.execute(select(func.count()).select_from(videos).where(live))).scalar_one())
+        rows = await conn.execute(select(*_VIDEO_COLUMNS).where(live)
+                                  .order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
+                                  .offset(offset).limit(limit))
+        return [video_from_row(r) for r in rows], total
+
+    async def soft_delete(self, video_id: int, now_ms: int) -> bool:
+        result = await self._uow.conn.execute(
+            update(videos).where(videos.c.id == video_id, videos.c.deleted_at_ms.is_(None))
+            .values(deleted_at_ms=now_ms))
+        return result.rowcount == 1
+
+    async def update_status(self, video: Video, **values: Any) -> Video:
+        """Compare-and-set on status: the row changes only if nobody moved it meanwhile."""
+        result = await self._uow.conn.execute(
+            update(videos).where(videos.c.id == video.id, videos.c.status == video.status.value)
+            .values(**values).returning(*_VIDEO_COLUMNS))
+        row = result.first()
+        if row is None:
+            raise InvalidTransition(f"video {video.uuid} is no longer {video.status}")
+        return video_from_row(row)
+
+    async def mark_started(self, video_id: int, now_ms: int) -> None:
+        await self._uow.conn.execute(update(videos).where(videos.c.id == video_id, videos.c.started_at_ms.is_(None))
+                                     .values(started_at_ms=now_ms))
+
+    async def started_at(self, video_id: int) -> int | None:
+        return (await self._uow.conn.execute(
+            select(videos.c.started_at_ms).where(videos.c.id == video_id))).scalar_one_or_none()
+
+    # -- tasks ----------------------------------------------------------------------------------
+    async def add_task(self, video_id: int, route: list[str], now_ms: int) -> None:
+        await self._uow.conn.execute(insert(tasks).values(
+            video_id=video_id, route=json.dumps(route), route_index=0, next_run_at_ms=now_ms,
+            attempts=0, created_at_ms=now_ms))
+
+    async def claim_due(self, owner: str, *, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
+        """Lease up to ``limit`` due tasks nobody holds (or whose holder's lease ran out)."""
+        c = tasks.c
+        due = and_(c.next_run_at_ms <= now_ms, or_(c.lease_until_ms.is_(None), c.lease_until_ms < now_ms))
+        pick = select(c.video_id).where(due).order_by(c.next_run_at_ms).limit(limit)
+        if self._uow.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        result = await self._uow.conn.execute(
+            update(tasks).where(c.video_id.in_(pick.scalar_subquery()), due)
+            .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms, attempts=c.attempts + 1)
+            .returning(*tasks.c))
+        return [_task(r) for r in result]
+
+    async def task_for(self, video_id: int, owner: str) -> Task | None:
+        row = (await self._uow.conn.execute(
+            select(tasks).where(tasks.c.video_id == video_id, tasks.c.lease_owner == owner))).first()
+        return None if row is None else _task(row)
+
+    async def update_task(self, video_id: int, owner: str, **values: Any) -> bool:
+        """Write task state only while we still hold its lease (a fencing check)."""
+        result = await self._uow.conn.execute(
+            update(tasks).where(tasks.c.video_id == video_id, tasks.c.lease_owner == owner).values(**values))
+        return result.rowcount == 1
+
+    async def renew_leases(self, owner: str, video_ids: list[int], until_ms: int) -> set[int]:
+        if not video_ids:
+            return set()
+        result = await self._uow.conn.execute(
+            update(tasks).where(tasks.c.video_id.in_(video_ids), tasks.c.lease_owner == owner)
+            .values(lease_until_ms=until_ms).returning(tasks.c.video_id))
+        return {int(r[0]) for r in result}
+
+    async def release_lease(self, video_id: int, owner: str) -> None:
+        await self._uow.conn.execute(update(tasks).where(tasks.c.video_id == video_id, tasks.c.lease_owner == owner)
+                                     .values(lease_owner=None, lease_until_ms=None))
+
+    async def finish_task(self, video_id: int) -> None:
+        await self._uow.conn.execute(delete(tasks).where(tasks.c.video_id == video_id))
+
+    async def count_tasks(self) -> int:
+        return int((await self._uow.conn.execute(select(func.count()).select_from(tasks))).scalar_one())
+
+    # -- idempotency ----------------------------------------------------------------------------
+    async def idempotency(self, user_id: int, key: str) -> IdempotencyRecord | None:
+        row = (await self._uow.conn.execute(
+            select(idempotency_keys).where(idempotency_keys.c.user_id == user_id,
+                                           idempotency_keys.c.key == key))).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(request_hash=row.request_hash, state=row.state, video_uuid=row.video_uuid,
+                                 created_at_ms=row.created_at_ms)
+
+    async def insert_idempotency(self, user_id: int, key: str, request_hash: str, now_ms: int) -> bool:
+        """Record a key as in progress; False if another request recorded it first."""
+        try:
+            async with self._uow.conn.begin_nested():
+                await self._uow.conn.execute(insert(idempotency_keys).values(
+                    user_id=user_id, key=key, request_hash=request_hash, state="processing", created_at_ms=now_ms))
+        except IntegrityError:
+            return False
+        return True
+
+    async def restart_idempotency(self, user_id: int, key: str, request_hash: str, now_ms: int) -> None:
+        """Reuse a key whose record expired or whose first request died half-way."""
+        await self._uow.conn.execute(
+            update(idempotency_keys).where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+            .values(request_hash=request_hash, state="processing", video_uuid=None, created_at_ms=now_ms))
+
+    async def complete_idempotency(self, user_id: int, key: str, video_uuid: str) -> None:
+        await self._uow.conn.execute(
+            update(idempotency_keys).where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+            .values(state="done", video_uuid=video_uuid))
+
+    async def drop_idempotency(self, user_id: int, key: str) -> None:
+        await self._uow.conn.execute(delete(idempotency_keys).where(
+            idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))

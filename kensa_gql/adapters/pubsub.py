@@ -1,0 +1,122 @@
+"""Video status events over broadcaster, fanned out in-process by video uuid.
+
+Each process subscribes to ONE broadcaster channel for its whole life and hands events to its
+local watchers itself. That sidesteps two broadcaster 0.3.1 defects (concurrent first
+subscribers to a channel racing, and unbounded per-subscriber queues): a watcher here holds
+only the latest snapshot of its video, so a slow client costs one object, not a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from broadcaster import Broadcast
+
+from kensa_gql.domain.videos import Video, VideoStatus
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "kensa.video-status"
+
+
+def video_to_message(video: Video) -> str:
+    data = dataclasses.asdict(video)
+    data["status"] = video.status.value
+    return json.dumps(data, separators=(",", ":"))
+
+
+def video_from_message(message: str) -> Video:
+    data: dict[str, Any] = json.loads(message)
+    data["status"] = VideoStatus(data["status"])
+    return Video(**data)
+
+
+class Watch:
+    """One subscriber's view of one video: the latest snapshot wins."""
+
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid
+        self._latest: Video | None = None
+        self._ready = asyncio.Event()
+
+    def offer(self, video: Video) -> None:
+        current = self._latest
+        if current is not None and current.status.is_terminal:
+            return  # nothing follows a terminal status; never overwrite it
+        self._latest = video
+        self._ready.set()
+
+    async def next(self) -> Video:
+        await self._ready.wait()
+        self._ready.clear()
+        video = self._latest
+        assert video is not None
+        self._latest = None
+        return video
+
+
+class VideoEvents:
+    """Publishes committed video changes and lets local subscribers watch one video."""
+
+    def __init__(self, url: str) -> None:
+        self._broadcast = Broadcast(url)
+        self._watchers: dict[str, set[Watch]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._broadcast.connect()
+        self._listener = asyncio.create_task(self._listen(), name="video-events-listener")
+        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self._broadcast.disconnect()
+
+    async def video_changed(self, video: Video) -> None:
+        try:
+            await self._broadcast.publish(channel=CHANNEL, message=video_to_message(video))
+        except Exception:
+            # The change is committed; subscribers re-read the database, so a lost event
+            # delays a client's update but never corrupts anything.
+            log.exception("could not publish the status of video %s", video.uuid)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, uuid: str) -> AsyncIterator[Watch]:
+        watch = Watch(uuid)
+        self._watchers.setdefault(uuid, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            group = self._watchers.get(uuid)
+            if group is not None:
+                group.discard(watch)
+                if not group:
+                    del self._watchers[uuid]
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(group) for group in self._watchers.values())
+
+    async def _listen(self) -> None:
+        async with self._broadcast.subscribe(channel=CHANNEL) as subscriber:
+            self._subscribed.set()
+            async for event in subscriber:  # type: ignore[union-attr]
+                if event is None:
+                    continue
+                try:
+                    video = video_from_message(event.message)
+                except (ValueError, TypeError, KeyError):
+                    log.warning("ignoring a malformed video event")
+                    continue
+                for watch in self._watchers.get(video.uuid, ()):
+                    watch.offer(video)

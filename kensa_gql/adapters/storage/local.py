@@ -1,0 +1,34 @@
+"""Files under the media directory, served by the gateway itself at ``/media``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from kensa_gql.domain.ports import StoredFile
+
+
+class LocalStorage:
+    def __init__(self, root: Path, *, base_url: str) -> None:
+        self.root = root.resolve()
+        self.base_url = base_url.rstrip("/")
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        target = (self.root / key).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"storage key escapes the media directory: {key!r}")
+        size = await asyncio.to_thread(self._place, source, target)
+        return StoredFile(url=f"{self.base_url}/{key}", size=size)
+
+    @staticmethod
+    def _place(source: Path, target: Path) -> int:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        try:
+            os.replace(source, partial)
+        except OSError:  # another filesystem: copy instead of rename
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+        return target.stat().st_size

@@ -1,0 +1,61 @@
+"""Request ids, one access-log line per request, and the last line of defence against 500s."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("kensa_gql.access")
+errors = logging.getLogger("kensa_gql.errors")
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_INTERNAL = json.dumps({"success": False, "error": {"code": "INTERNAL_SERVER_ERROR",
+                                                    "message": "internal server error"}}).encode()
+
+
+class RequestContext:
+    """Pure ASGI (no BaseHTTPMiddleware): it must not buffer bodies or break WebSockets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            errors.exception("unexpected error", extra={"request_id": request_id, "path": scope.get("path")})
+            if scope["type"] == "http" and status == 0:
+                status = 500
+                await send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(_INTERNAL)).encode()),
+                    header]})
+                await send({"type": "http.response.body", "body": _INTERNAL})
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s %s %s %.1fms", scope.get("method", "WS"), scope.get("path"), status,
+                         (time.perf_counter() - started) * 1000,
+                         extra={"request_id": request_id, "method": scope.get("method", "WS"),
+                                "path": scope.get("path"), "status": status,
+                                "duration_ms": round((time.perf_counter() - started) * 1000, 1)})

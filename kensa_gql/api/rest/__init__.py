@@ -1,0 +1,1 @@
+"""The legacy-exact REST mount at /api/v1."""

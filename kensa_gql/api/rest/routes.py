@@ -1,0 +1,136 @@
+"""The /api/v1 endpoints: parse, call one service, render. Nothing else happens here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.routing import BaseRoute, Route
+
+from kensa_gql.api import render
+from kensa_gql.domain.errors import BadUserInput
+from kensa_gql.domain.paging import Page, page_of
+from kensa_gql.services import accounts, videos
+from kensa_gql.services.accounts import Principal, bearer_token
+from kensa_gql.services.deps import Deps
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class VideoIdConvertor(Convertor[str]):
+    """Any path segment except the fixed ones, so ``GET /video/generate`` is a 405, not a lookup."""
+
+    regex = "(?!(?:generate|list|task)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("video_id", VideoIdConvertor())
+
+
+def ok(data: Any) -> Response:
+    return JSONResponse({"success": True, "data": data})
+
+
+def _deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+async def _principal(request: Request) -> Principal:
+    authenticator: accounts.Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(bearer_token(request.headers.get("authorization")))
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise BadUserInput(f"{name}: must be an integer", field=name) from None
+
+
+def _page(request: Request) -> Page:
+    return page_of(_int_param(request, "page", 1), _int_param(request, "pageSize", 20))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadUserInput(f"request body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadUserInput("request body must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadUserInput("request body must be a JSON object")
+    return data
+
+
+async def generate(request: Request) -> Response:
+    principal = await _principal(request)
+    body = await _json_object(request)
+    result = await videos.generate_video(body, principal, idempotency_key=request.headers.get("idempotency-key"),
+                                         deps=_deps(request))
+    return ok(render.video_created(result.video))
+
+
+async def list_videos(request: Request) -> Response:
+    principal = await _principal(request)
+    page = _page(request)
+    items, total = await videos.list_videos(principal, page, deps=_deps(request))
+    return ok({"videos": [render.video_summary(v) for v in items], "total": total, "page": page.page,
+               "pageSize": page.page_size})
+
+
+async def task_status(request: Request) -> Response:
+    principal = await _principal(request)
+    uuid = request.query_params.get("uuid")
+    if not uuid:
+        raise BadUserInput("uuid: is required", field="uuid")
+    return ok(render.video_task(await videos.get_video(uuid, principal, deps=_deps(request))))
+
+
+async def get_video(request: Request) -> Response:
+    principal = await _principal(request)
+    video = await videos.get_video(request.path_params["uuid"], principal, deps=_deps(request))
+    return ok(render.video_detail(video))
+
+
+async def delete_video(request: Request) -> Response:
+    principal = await _principal(request)
+    uuid = await videos.delete_video(request.path_params["uuid"], principal, deps=_deps(request))
+    return ok({"uuid": uuid, "deleted": True})
+
+
+async def list_models(request: Request) -> Response:
+    return ok({"models": [render.model_entry(spec) for spec in _deps(request).catalog.models]})
+
+
+async def credit_history(request: Request) -> Response:
+    principal = await _principal(request)
+    page = _page(request)
+    entries, total = await accounts.credit_history(principal, page, db=_deps(request).db)
+    return ok({"transactions": [render.credit_entry(e) for e in entries], "total": total, "page": page.page,
+               "pageSize": page.page_size})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/video/generate", generate, methods=["POST"]),
+        Route("/video/list", list_videos, methods=["GET"]),
+        Route("/video/task", task_status, methods=["GET"]),
+        Route("/video/{uuid:video_id}", get_video, methods=["GET"]),
+        Route("/video/{uuid:video_id}", delete_video, methods=["DELETE"]),
+        Route("/config/models", list_models, methods=["GET"]),
+        Route("/credit/history", credit_history, methods=["GET"]),
+    ]

@@ -1,0 +1,131 @@
+"""The composition root: ``create_app(settings)`` builds everything; nothing happens at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from kensa_gql.adapters.cpu_pool import CpuPool
+from kensa_gql.adapters.db.engine import create_engine
+from kensa_gql.adapters.db.migrate import upgrade
+from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.netguard import check_public_host
+from kensa_gql.adapters.providers.registry import build_providers, check_routes
+from kensa_gql.adapters.pubsub import VideoEvents
+from kensa_gql.adapters.storage import storage_from_url
+from kensa_gql.api.middleware import RequestContext
+from kensa_gql.api.rest import routes as rest
+from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.domain.catalog import Catalog
+from kensa_gql.domain.errors import KensaError
+from kensa_gql.runner import Runner, RunnerConfig
+from kensa_gql.services.accounts import Authenticator
+from kensa_gql.services.deps import Deps
+from kensa_gql.services.routing import Router
+from kensa_gql.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    deps: Deps = request.app.state.deps
+    try:
+        async with deps.db.reading() as uow:
+            await uow.conn.execute(text("SELECT 1"))
+    except Exception:
+        log.exception("readiness check: database unreachable")
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
+    """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
+    catalog = Catalog.load()
+    media_dir = settings.media_dir.resolve()
+    work_dir = media_dir / ".work"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if migrate if migrate is not None else settings.is_sqlite:
+            await asyncio.to_thread(upgrade, settings.database_url)
+        media_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.database_url)
+        db = Database(engine)
+        events = VideoEvents(settings.broadcast_url)
+        pool = CpuPool(workers=1)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
+                                 limits=httpx.Limits(max_connections=100))
+        providers = build_providers(settings, http=http, pool=pool, work_dir=work_dir)
+        check_routes(settings.routes, providers, catalog)
+        router = Router(settings.routes, providers)
+        storage = storage_from_url(settings.storage_url, media_dir=media_dir, public_url=settings.public_url)
+        runner: Runner | None = None
+        deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host)
+        if run_worker:
+            runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
+            deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
+                        wake_runner=runner.wake)
+        app.state.deps = deps
+        app.state.events = events
+        app.state.runner = runner
+        app.state.authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
+        for spec in catalog.models:
+            log.info("model %s routes to %s", spec.id, " -> ".join(router.route_of(spec.id)))
+        if all(set(router.route_of(s.id)) == {"local"} for s in catalog.models):
+            log.info("no vendor is configured: every model renders locally with the embedded 'local' provider")
+        await events.start()
+        runner_task = asyncio.create_task(runner.run(), name="runner") if runner else None
+        try:
+            yield
+        finally:
+            if runner_task is not None:
+                runner_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner_task
+            await events.stop()
+            await http.aclose()
+            pool.shutdown()
+            await db.dispose()
+
+    media_dir.mkdir(parents=True, exist_ok=True)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Mount("/api/v1", routes=rest.routes()),
+        Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media"),
+    ]
+    middleware = [Middleware(RequestContext)]
+    if settings.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                                     allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                                     allow_headers=["authorization", "content-type", "idempotency-key",
+                                                    "x-request-id"]))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
+    app.state.settings = settings
+    return app
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    return RunnerConfig(lease_seconds=settings.lease_seconds, claim_interval=settings.claim_interval_seconds,
+                        claim_batch=settings.claim_batch, max_running=settings.max_running_tasks,
+                        task_timeout_seconds=settings.task_timeout_seconds,
+                        max_video_bytes=settings.max_video_bytes,
+                        work_dir=settings.media_dir.resolve() / ".work")

@@ -1,0 +1,299 @@
+"""The durable task runner: claims due tasks with leases and drives each to COMPLETED or FAILED.
+
+Everything a task needs to resume lives in the database (provider, provider task id, route
+position, lease). A runner holds a lease on each task it drives and renews it; if the process
+dies, the lease runs out and any runner picks the task up again. Every status change and its
+ledger effect commit together, guarded by compare-and-set on the status and a lease check, so
+settle or release happens exactly once whatever crashes or races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kensa_gql.adapters.cpu_pool import CpuPool
+from kensa_gql.adapters.db.videos_store import Task, VideosStore
+from kensa_gql.adapters.downloads import download
+from kensa_gql.adapters.thumbnails import ThumbnailError, make_thumbnail
+from kensa_gql.clock import now_ms
+from kensa_gql.domain.errors import ContentRejected, InvalidTransition, ProviderError, ProviderUnavailable
+from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
+from kensa_gql.domain.videos import LedgerEffect, Video, VideoStatus, can_transition, ledger_effect, next_progress
+from kensa_gql.services import ledger
+from kensa_gql.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
+STORE_ATTEMPTS = 3           # downloading / storing the result
+BACKOFF_BASE_SECONDS = 1.0
+
+
+class LeaseLost(Exception):
+    """Another runner owns this task now; stop driving it without writing anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    lease_seconds: float
+    claim_interval: float
+    claim_batch: int
+    max_running: int
+    task_timeout_seconds: float
+    max_video_bytes: int
+    work_dir: Path
+
+
+class Runner:
+    def __init__(self, deps: Deps, *, storage: Storage, pool: CpuPool, http: httpx.AsyncClient,
+                 config: RunnerConfig, owner: str | None = None) -> None:
+        self._deps = deps
+        self._storage = storage
+        self._pool = pool
+        self._http = http
+        self._config = config
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        """Claim and drive tasks until cancelled."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
+        try:
+            while True:
+                await self.claim_once()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._config.claim_interval)
+        finally:
+            heartbeat.cancel()
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(heartbeat, *self._running.values(), return_exceptions=True)
+
+    async def claim_once(self) -> int:
+        room = self._config.max_running - len(self._running)
+        if room <= 0:
+            return 0
+        async with self._deps.db.writing() as uow:
+            claimed = await VideosStore(uow).claim_due(
+                self.owner, now_ms=now_ms(), lease_ms=int(self._config.lease_seconds * 1000),
+                limit=min(room, self._config.claim_batch))
+            await uow.commit()
+        for task in claimed:
+            if task.video_id in self._running:
+                continue
+            driver = asyncio.create_task(self._drive_safely(task), name=f"drive-{task.video_id}")
+            self._running[task.video_id] = driver
+            driver.add_done_callback(lambda _t, vid=task.video_id: self._running.pop(vid, None))
+        return len(claimed)
+
+    async def _heartbeat(self) -> None:
+        interval = self._config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                async with self._deps.db.writing() as uow:
+                    kept = await VideosStore(uow).renew_leases(
+                        self.owner, ids, now_ms() + int(self._config.lease_seconds * 1000))
+                    await uow.commit()
+            except Exception:
+                log.exception("lease renewal failed; retrying")
+                continue
+            for vid in ids:
+                if vid not in kept and vid in self._running:
+                    log.warning("lost the lease on video %s; another runner has it", vid)
+                    self._running[vid].cancel()
+
+    async def _drive_safely(self, task: Task) -> None:
+        try:
+            await self._drive(task)
+        except (LeaseLost, InvalidTransition) as exc:
+            log.info("stopped driving video %s: %s", task.video_id, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("driving video %s failed; its lease will expire and it will be retried",
+                          task.video_id)
+
+    # -- one task ---------------------------------------------------------------------------------
+    async def _drive(self, task: Task) -> None:
+        video = await self._load(task.video_id)
+        if video is None:
+            return
+        failures = 0
+        while not video.status.is_terminal:
+            if now_ms() - video.created_at_ms > self._config.task_timeout_seconds * 1000:
+                await self._transition(video, VideoStatus.FAILED, error_message="generation timed out")
+                return
+            name = task.provider
+            provider = self._deps.router.providers.get(name)
+            if provider is None:
+                await self._transition(video, VideoStatus.FAILED,
+                                       error_message=f"provider {name} is not configured")
+                return
+            job = ProviderJob(video_uuid=video.uuid, model=video.model, prompt=video.prompt,
+                              duration=video.duration, resolution=video.resolution or "",
+                              aspect_ratio=video.aspect_ratio, start_image_url=video.start_image_url)
+            if task.provider_task_id is None:
+                task, video = await self._submit(task, video, job)
+                continue
+            try:
+                status = await provider.poll(task.provider_task_id, job)
+                failures = 0
+            except ProviderUnavailable as exc:
+                failures += 1
+                log.warning("polling %s for video %s failed (%s); will retry", name, video.uuid, exc.message)
+                await self._sleep(task, min(provider.poll_interval * (2 ** min(failures, 5)), 300.0))
+                continue
+            except ProviderError as exc:
+                await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
+                return
+            if status.state is JobState.FAILED:
+                await self._transition(video, VideoStatus.FAILED,
+                                       error_message=status.error or f"{name} reported a failure")
+                return
+            if status.state is JobState.SUCCEEDED and status.result is not None:
+                video = await self._finish(video, status.result)
+                return
+            progress = status.progress if status.progress is not None else self._estimate(video)
+            if video.status is VideoStatus.PENDING or next_progress(video.progress, progress,
+                                                                   VideoStatus.GENERATING) != video.progress:
+                video = await self._transition(video, VideoStatus.GENERATING, progress=progress)
+            await self._sleep(task, provider.poll_interval)
+
+    async def _submit(self, task: Task, video: Video, job: ProviderJob) -> tuple[Task, Video]:
+        provider = self._deps.router.providers[task.provider]
+        last: ProviderError | None = None
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                provider_task_id = await provider.submit(job)
+                break
+            except ProviderUnavailable as exc:
+                last = exc
+                delay = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE_SECONDS * 2 ** attempt
+                log.warning("submitting video %s to %s failed (%s)", video.uuid, task.provider, exc.message)
+                if attempt + 1 < SUBMIT_ATTEMPTS:
+                    await asyncio.sleep(min(delay, 60.0) * (0.5 + secrets.randbelow(1000) / 1000))
+            except ProviderError as exc:
+                return task, await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
+        else:
+            if task.route_index + 1 < len(task.route):
+                nxt = task.route[task.route_index + 1]
+                log.warning("failing over video %s from %s to %s", video.uuid, task.provider, nxt)
+                await self._write_task(task, route_index=task.route_index + 1)
+                return await self._reload_task(task), video
+            message = last.message if last else "no provider accepted the task"
+            return task, await self._transition(video, VideoStatus.FAILED, error_message=message)
+        await self._write_task(task, provider_task_id=provider_task_id)
+        video = await self._transition(video, VideoStatus.GENERATING, progress=0, provider=task.provider)
+        return await self._reload_task(task), video
+
+    async def _finish(self, video: Video, result: ResultFile) -> Video:
+        video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                stored_video, stored_thumb = await self._store(video, result)
+                break
+            except ProviderUnavailable as exc:
+                log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
+                await asyncio.sleep(BACKOFF_BASE_SECONDS * 2 ** attempt)
+            except ProviderError as exc:
+                return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
+        else:
+            return await self._transition(video, VideoStatus.FAILED, error_message="could not store the result")
+        done = now_ms()
+        return await self._transition(
+            video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
+            file_size=stored_video.size, completed_at_ms=done,
+            generation_time=max(0, (done - video.created_at_ms) // 1000))
+
+    async def _store(self, video: Video, result: ResultFile) -> tuple[StoredFile, StoredFile]:
+        source = result.path
+        if source is None:
+            if result.url is None:
+                raise ContentRejected("the provider reported success without a result")
+            source = await download(self._http, result.url, headers=result.headers,
+                                    max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
+        thumb = result.thumbnail_path
+        if thumb is None:
+            thumb = self._config.work_dir / f"{video.uuid}.jpg"
+            try:
+                await self._pool.run(make_thumbnail, str(source), str(thumb))
+            except ThumbnailError as exc:
+                source.unlink(missing_ok=True)
+                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+        stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
+        stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+        return stored_video, stored_thumb
+
+    def _estimate(self, video: Video) -> int:
+        # Vendors without a progress field: a time-based estimate against a typical 3 minutes.
+        elapsed = (now_ms() - video.created_at_ms) / 1000
+        return min(95, int(elapsed / 180 * 100))
+
+    # -- persistence ------------------------------------------------------------------------------
+    async def _load(self, video_id: int) -> Video | None:
+        async with self._deps.db.reading() as uow:
+            return await VideosStore(uow).get_by_id(video_id)
+
+    async def _reload_task(self, task: Task) -> Task:
+        async with self._deps.db.reading() as uow:
+            fresh = await VideosStore(uow).task_for(task.video_id, self.owner)
+        if fresh is None:
+            raise LeaseLost(f"task {task.video_id} is no longer ours")
+        return fresh
+
+    async def _write_task(self, task: Task, **values: Any) -> None:
+        async with self._deps.db.writing() as uow:
+            if not await VideosStore(uow).update_task(task.video_id, self.owner, **values):
+                raise LeaseLost(f"task {task.video_id} is no longer ours")
+            await uow.commit()
+
+    async def _sleep(self, task: Task, seconds: float) -> None:
+        await self._write_task(task, next_run_at_ms=now_ms() + int(seconds * 1000))
+        await asyncio.sleep(seconds)
+
+    async def _transition(self, video: Video, target: VideoStatus, **values: Any) -> Video:
+        """Change status (and its ledger effect) in one transaction, then publish."""
+        if not can_transition(video.status, target):
+            raise InvalidTransition(f"{video.status} -> {target} is not allowed")
+        progress = next_progress(video.progress, values.pop("progress", video.progress), target)
+        now = now_ms()
+        async with self._deps.db.writing() as uow:
+            store = VideosStore(uow)
+            if not await store.update_task(video.id, self.owner, next_run_at_ms=now):
+                raise LeaseLost(f"task {video.id} is no longer ours")
+            updated = await store.update_status(video, status=target.value, progress=progress, **values)
+            effect = ledger_effect(target)
+            if effect is LedgerEffect.SETTLE:
+                await ledger.settle(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+            elif effect is LedgerEffect.RELEASE:
+                await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+            if target.is_terminal:
+                await store.finish_task(video.id)
+            await uow.commit()
+        if target is VideoStatus.FAILED:
+            log.info("video %s failed: %s", video.uuid, values.get("error_message"))
+        await self._deps.publisher.video_changed(updated)
+        return updated

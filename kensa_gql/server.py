@@ -1,0 +1,42 @@
+"""Running the gateway: uvicorn for ``serve``, a bare event loop for ``worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+
+from kensa_gql import logs
+from kensa_gql.app import create_app
+from kensa_gql.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
+    logs.configure(settings.log_format, settings.log_level)
+    app = create_app(settings, run_worker=run_worker)
+    # uvloop + httptools are what make Python HTTP fast (see bench/); no per-message deflate:
+    # it costs CPU and ~40 KB per WebSocket for small JSON frames.
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
+                ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on")
+
+
+def run_worker(settings: Settings) -> None:
+    logs.configure(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        app = create_app(settings, run_worker=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with app.router.lifespan_context(app):
+            log.info("worker %s running", app.state.runner.owner)
+            await stop.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Use cases: ``async def verb_noun(...)``, each one transaction, returning domain objects."""

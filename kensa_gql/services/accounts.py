@@ -1,0 +1,173 @@
+"""Users, API keys, authentication and credit balances."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from kensa_gql.adapters.db.accounts_store import AccountsStore, DuplicateEmail
+from kensa_gql.adapters.db.ledger_store import Entry, LedgerStore
+from kensa_gql.adapters.db.uow import Database
+from kensa_gql.clock import now_ms
+from kensa_gql.domain.errors import BadUserInput, Conflict, NotFound, Unauthenticated
+from kensa_gql.domain.ledger import Balance, PackageType
+from kensa_gql.domain.paging import Page
+from kensa_gql.services import ledger
+
+KEY_PREFIX = "kg_"
+# "kg_" + 9 characters identify the key (shown, revocable); the rest is the secret.
+PREFIX_LENGTH = 12
+_KEY_SHAPE = re.compile(r"^kg_[A-Za-z0-9_-]{40,64}$")
+_EMAIL_SHAPE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from an API key."""
+
+    user_id: int
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: str
+    prefix: str
+
+
+def _hash(key: str) -> str:
+    # Keys carry 240 bits of randomness, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _new_key() -> IssuedKey:
+    key = KEY_PREFIX + secrets.token_urlsafe(30).replace("-", "A").replace("_", "B")
+    return IssuedKey(key=key, prefix=key[:PREFIX_LENGTH])
+
+
+async def create_user(email: str, *, credits: int = 0, db: Database) -> tuple[Principal, IssuedKey]:
+    """Create a user with one API key and, optionally, a gift of credits."""
+    email = email.strip().lower()
+    if not _EMAIL_SHAPE.match(email):
+        raise BadUserInput(f"not an email address: {email!r}", field="email")
+    if credits < 0:
+        raise BadUserInput("credits must not be negative", field="credits")
+    issued = _new_key()
+    now = now_ms()
+    async with db.writing() as uow:
+        store = AccountsStore(uow)
+        try:
+            user = await store.add_user(email, now)
+        except DuplicateEmail:
+            raise Conflict(f"a user with email {email} already exists") from None
+        await LedgerStore(uow).open_account(user.id)
+        await store.add_key(user.id, issued.prefix, _hash(issued.key), now)
+        if credits:
+            await ledger.grant(uow, user_id=user.id, amount=credits, kind=PackageType.GIFT,
+                               expires_at_ms=None, now_ms=now)
+        await uow.commit()
+    return Principal(user.id, user.email), issued
+
+
+async def create_key(email: str, *, db: Database) -> IssuedKey:
+    """Issue another API key for an existing user."""
+    issued = _new_key()
+    async with db.writing() as uow:
+        store = AccountsStore(uow)
+        user = await store.user_by_email(email.strip().lower())
+        if user is None:
+            raise NotFound("user")
+        await store.add_key(user.id, issued.prefix, _hash(issued.key), now_ms())
+        await uow.commit()
+    return issued
+
+
+async def revoke_key(prefix: str, *, db: Database) -> None:
+    """Revoke a key by its prefix; it stops working within the auth cache's lifetime."""
+    async with db.writing() as uow:
+        if not await AccountsStore(uow).revoke_key(prefix.strip(), now_ms()):
+            raise NotFound("active key")
+        await uow.commit()
+
+
+async def grant_credits(email: str, amount: int, *, kind: PackageType = PackageType.GIFT,
+                        expires_in_days: float | None = None, db: Database) -> Balance:
+    """Give a user a package of credits; returns the new balance."""
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise BadUserInput("expires-in-days must be positive", field="expiresInDays")
+    now = now_ms()
+    expires = None if expires_in_days is None else now + int(expires_in_days * DAY_MS)
+    async with db.writing() as uow:
+        user = await AccountsStore(uow).user_by_email(email.strip().lower())
+        if user is None:
+            raise NotFound("user")
+        await ledger.grant(uow, user_id=user.id, amount=amount, kind=kind, expires_at_ms=expires, now_ms=now)
+        balance = await LedgerStore(uow).balance(user.id, now)
+        await uow.commit()
+    return balance
+
+
+async def count_users(*, db: Database) -> int:
+    async with db.reading() as uow:
+        return await AccountsStore(uow).count_users()
+
+
+async def get_balance(principal: Principal, *, db: Database) -> Balance:
+    """The caller's balance now (expired packages already count as expired)."""
+    async with db.reading() as uow:
+        return await LedgerStore(uow).balance(principal.user_id, now_ms())
+
+
+async def credit_history(principal: Principal, page: Page, *, db: Database) -> tuple[list[Entry], int]:
+    """The caller's ledger entries, newest first."""
+    async with db.reading() as uow:
+        return await LedgerStore(uow).history(principal.user_id, offset=page.offset, limit=page.page_size)
+
+
+class Authenticator:
+    """Resolves API keys to principals, remembering good keys briefly.
+
+    The cache keeps the database out of the hot path; a revoked key stops working once its
+    entry ages out (``ttl`` seconds, a setting). Unknown keys are never cached, so a key
+    created a moment ago works at once.
+    """
+
+    def __init__(self, db: Database, *, ttl: float) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    async def authenticate(self, key: str | None) -> Principal:
+        if not key or not _KEY_SHAPE.match(key):
+            raise Unauthenticated()
+        digest = _hash(key)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self._db.reading() as uow:
+            record = await AccountsStore(uow).key_by_prefix(key[:PREFIX_LENGTH])
+        if record is None or record.revoked or not hmac.compare_digest(record.key_hash, digest):
+            self._cache.pop(digest, None)
+            raise Unauthenticated()
+        principal = Principal(record.user_id, record.email)
+        if self._ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (principal, now + self._ttl)
+        return principal
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The key from an ``Authorization: Bearer <key>`` header (scheme case-insensitive)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

@@ -1,0 +1,23 @@
+"""The dependencies the use cases need, assembled once by the composition root (app.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from kensa_gql.adapters.db.uow import Database
+from kensa_gql.domain.catalog import Catalog
+from kensa_gql.domain.ports import EventPublisher
+from kensa_gql.services.routing import Router
+
+HostChecker = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    db: Database
+    catalog: Catalog
+    router: Router
+    publisher: EventPublisher
+    check_host: HostChecker
+    wake_runner: Callable[[], None] = lambda: None

@@ -1,0 +1,106 @@
+"""Ledger operations inside a caller's unit of work: grant, freeze, settle, release, expire.
+
+Each function expects to run in a write unit of work and locks the user's account first, so
+operations on one user's credits never interleave. The arithmetic is domain/ledger.py's.
+"""
+
+from __future__ import annotations
+
+from kensa_gql.adapters.db.ledger_store import LedgerStore
+from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.domain import ledger
+from kensa_gql.domain.errors import BadUserInput, NotFound
+from kensa_gql.domain.ledger import EntryType, HoldStatus, PackageType
+
+
+async def _lock_and_sweep(store: LedgerStore, user_id: int, now_ms: int) -> int:
+    """Lock the account, expire what is due, and return the available balance."""
+    if not await store.lock_account(user_id):
+        raise NotFound("user")
+    packages = await store.live_packages(user_id)
+    # The last entry's balance still counted these credits, so walk the balance down with them.
+    running = sum(p.remaining for p in packages)
+    for p in sorted(packages, key=ledger.expiry_order):
+        if p.remaining > 0 and p.is_expired(now_ms):
+            running -= p.remaining
+            await store.save_package(p, ledger.expire(p))
+            await store.add_entry(user_id=user_id, kind=EntryType.EXPIRE, credits=-p.remaining,
+                                  balance_after=running, now_ms=now_ms, package_id=p.id)
+    return running
+
+
+async def grant(uow: UnitOfWork, *, user_id: int, amount: int, kind: PackageType,
+                expires_at_ms: int | None, now_ms: int) -> int:
+    ledger.validate_grant(amount)
+    if expires_at_ms is not None and expires_at_ms <= now_ms:
+        raise BadUserInput("expiry must be in the future", field="expiresAt")
+    store = LedgerStore(uow)
+    available = await _lock_and_sweep(store, user_id, now_ms)
+    package_id = await store.add_package(user_id, kind, amount, expires_at_ms, now_ms)
+    await store.add_entry(user_id=user_id, kind=ledger.GRANT_ENTRY[kind], credits=amount,
+                          balance_after=available + amount, now_ms=now_ms, package_id=package_id)
+    return package_id
+
+
+async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: str, amount: int,
+                 now_ms: int) -> int:
+    """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short."""
+    store = LedgerStore(uow)
+    available = await _lock_and_sweep(store, user_id, now_ms)
+    packages = await store.live_packages(user_id)
+    allocations = ledger.allocate(packages, amount, now_ms)
+    by_id = {p.id: p for p in packages}
+    for a in allocations:
+        await store.save_package(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount))
+    hold_id = await store.add_hold(user_id=user_id, video_id=video_id, amount=amount,
+                                   allocations=allocations, now_ms=now_ms)
+    await store.add_entry(user_id=user_id, kind=EntryType.FREEZE, credits=-amount,
+                          balance_after=available - amount, now_ms=now_ms, video_uuid=video_uuid, hold_id=hold_id)
+    return hold_id
+
+
+async def settle(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:
+    """Frozen -> used. Returns False (and changes nothing) if the hold was already resolved."""
+    return await _resolve(uow, video_id=video_id, video_uuid=video_uuid, now_ms=now_ms, to=HoldStatus.POSTED)
+
+
+async def release(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:
+    """Frozen -> available again. Returns False (and changes nothing) if already resolved."""
+    return await _resolve(uow, video_id=video_id, video_uuid=video_uuid, now_ms=now_ms, to=HoldStatus.VOIDED)
+
+
+async def _resolve(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int, to: HoldStatus) -> bool:
+    store = LedgerStore(uow)
+    hold = await store.hold_for_video(video_id)
+    if hold is None or hold.status is not HoldStatus.PENDING:
+        return False
+    available = await _lock_and_sweep(store, hold.user_id, now_ms)
+    if not await store.resolve_hold(hold.id, to, now_ms):
+        return False
+    allocations = await store.allocations(hold.id)
+    packages = await store.packages([a.package_id for a in allocations])
+    lapsed: list[tuple[int, int]] = []
+    for a in allocations:
+        old = packages[a.package_id]
+        if to is HoldStatus.POSTED:
+            await store.save_package(old, ledger.settle(old, a.amount))
+        else:
+            new, expired_now = ledger.release(old, a.amount, now_ms)
+            await store.save_package(old, new)
+            if expired_now:
+                lapsed.append((old.id, expired_now))
+    if to is HoldStatus.POSTED:
+        await store.add_entry(user_id=hold.user_id, kind=EntryType.SETTLE, credits=0, balance_after=available,
+                              now_ms=now_ms, video_uuid=video_uuid, hold_id=hold.id)
+        return True
+    returned = hold.amount - sum(n for _, n in lapsed)
+    await store.add_entry(user_id=hold.user_id, kind=EntryType.RELEASE, credits=hold.amount,
+                          balance_after=available + hold.amount, now_ms=now_ms, video_uuid=video_uuid,
+                          hold_id=hold.id)
+    running = available + hold.amount
+    for package_id, amount in lapsed:
+        running -= amount
+        await store.add_entry(user_id=hold.user_id, kind=EntryType.EXPIRE, credits=-amount,
+                              balance_after=running, now_ms=now_ms, package_id=package_id)
+    assert running == available + returned
+    return True
