@@ -1,0 +1,35 @@
+# kensa-gql: `make run` starts the gateway on the embedded defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/kensa-gql db upgrade
+	$(BIN)/kensa-gql users ensure-demo
+	$(BIN)/kensa-gql serve --host 127.0.0.1 --port 8000
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check kensa_gql tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) media kensa.db kensa.db-wal kensa.db-shm

@@ -1,0 +1,109 @@
+"""Shared fixtures: a fresh database per test, and a real uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from kensa_gql.adapters.db.engine import create_engine
+from kensa_gql.adapters.db.migrate import upgrade
+from kensa_gql.adapters.db.uow import Database
+from kensa_gql.app import create_app
+from kensa_gql.services import accounts
+from kensa_gql.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/kensa.db", media_dir=tmp_path / "media",
+                    local_generation_seconds=0.6, poll_interval_seconds=0.2, claim_interval_seconds=0.1,
+                    lease_seconds=3.0, auth_cache_seconds=0.0)
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    await asyncio.to_thread(upgrade, settings.database_url)
+    database = Database(create_engine(settings.database_url))
+    yield database
+    await database.dispose()
+
+
+class LiveServer:
+    """uvicorn serving ``create_app(settings)`` in a thread with its own event loop."""
+
+    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"}),
+                              run_worker=run_worker)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on", ws_per_message_deflate=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class User:
+    email: str
+    key: str
+    user_id: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def make_user(db: Database) -> Any:
+    counter = iter(range(1, 10_000))
+
+    async def make(credits: int = 100, email: str | None = None) -> User:
+        email = email or f"user{next(counter)}@example.test"
+        principal, issued = await accounts.create_user(email, credits=credits, db=db)
+        return User(email=email, key=issued.key, user_id=principal.user_id)
+
+    return make
+
+
+@pytest.fixture
+async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as c:
+        yield c
