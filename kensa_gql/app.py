@@ -23,7 +23,7 @@ from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_routes
+from kensa_gql.adapters.providers.registry import build_providers, check_route_names, check_routes
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.api.middleware import RequestContext
@@ -58,6 +58,7 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
+    check_route_names(settings.routes, catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
 

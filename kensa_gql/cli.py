@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
@@ -20,6 +20,13 @@ T = TypeVar("T")
 
 class CliError(Exception):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (scripts grep stderr), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -43,7 +50,7 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kensa-gql", description="GraphQL gateway for AI video generation")
+    parser = _Parser(prog="kensa-gql", description="GraphQL gateway for AI video generation")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve REST, GraphQL and media (with the task runner)")
