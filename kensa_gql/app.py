@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.engine import create_engine

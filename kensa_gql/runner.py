@@ -102,8 +102,13 @@ class Runner:
                 continue
             driver = asyncio.create_task(self._drive_safely(task), name=f"drive-{task.video_id}")
             self._running[task.video_id] = driver
-            driver.add_done_callback(lambda _t, vid=task.video_id: self._running.pop(vid, None))
+            driver.add_done_callback(self._forget_driver)
         return len(claimed)
+
+    def _forget_driver(self, driver: asyncio.Task[None]) -> None:
+        for vid, running in list(self._running.items()):
+            if running is driver:
+                del self._running[vid]
 
     async def _heartbeat(self) -> None:
         interval = self._config.lease_seconds / 3
