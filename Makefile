@@ -24,8 +24,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# wrk drives the load when it can be installed; otherwise bench falls back to its Python load generator.
 bench: install
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
+		echo "wrk could not be installed: using the Python load generator"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check kensa_gql tests bench

@@ -1,0 +1,329 @@
+"""``python -m bench [figure ...] [--quick] [--subscribers N] ...``: the benchmark suite.
+
+Prints every figure as min / median / max with its ratio to the baseline measured in the same
+run, and writes them to ``bench/results/<date>.json``. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import fanout, ledger_check, load, seed, throughput
+from bench.servers import ROOT, Server, gateway_argv, pinning_possible, running, uvicorn_argv
+
+FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout")
+GRAPHQL_FIGURES = {"graphql-read", "graphql-list"}
+PRICE = 2  # sora-2, 10 s, 720p: what every generate request costs
+
+READ_QUERY = ("query Video($uuid: ID!) { video(uuid: $uuid) { uuid status progress videoUrl creditsUsed } }")
+GENERATE_MUTATION = ("mutation Generate($input: GenerateVideoInput!) "
+                     "{ generateVideo(input: $input) { uuid status creditsUsed } }")
+GENERATE_INPUT = {"prompt": "A paper boat drifting down a rain-soaked street, close-up", "model": "sora-2",
+                  "duration": 10, "aspectRatio": "16:9"}
+
+# figure -> (what is compared, how, the target)
+TARGETS: dict[str, tuple[str, str, float]] = {
+    "rest-read": ("ratio", ">=", 0.50),
+    "graphql-read": ("ratio", ">=", 0.36),
+    "graphql-list": ("ratio", ">=", 0.18),
+    "rest-read@16": ("p99_ms", "<=", 25.0),
+    "graphql-read@16": ("p99_ms", "<=", 25.0),
+}
+FANOUT_P99_MS = 1000.0
+FANOUT_KB = 31.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    videos: int
+    rounds: int
+    duration: float
+    warmup: float
+    subscribers: int
+    fanout_rounds: int
+    events: int
+
+
+FULL = Sizes(videos=10_000, rounds=3, duration=10, warmup=3, subscribers=2_000, fanout_rounds=2, events=5)
+QUICK = Sizes(videos=200, rounds=1, duration=1, warmup=0, subscribers=20, fanout_rounds=1, events=1)
+
+
+def graphql_available() -> bool:
+    return importlib.util.find_spec("kensa_gql.api.graphql") is not None
+
+
+def video_fields() -> list[str]:
+    """Every field of the schema's Video type, so the list figure asks for all of them."""
+    from graphql import build_schema
+    from kensa_gql.api.graphql.schema import export_schema
+
+    video = build_schema(export_schema()).type_map["Video"]
+    return list(video.fields)  # type: ignore[attr-defined]
+
+
+def _json(body: bytes) -> Any:
+    return json.loads(body)
+
+
+def _check_rest(_status: int, body: bytes) -> None:
+    data = _json(body)
+    assert data["success"] and data["data"]["uuid"], data
+
+
+def _check_gql(field: str) -> throughput.Check:
+    def check(_status: int, body: bytes) -> None:
+        data = _json(body)
+        assert not data.get("errors") and data["data"][field], data
+    return check
+
+
+def http_figures(selected: set[str], seeded: seed.Seeded | None, generator: seed.Seeded | None,
+                 list_fields: list[str]) -> list[throughput.HttpFigure]:
+    F, T = throughput.HttpFigure, load.Target
+    figures = [F("baseline", "baseline", T("GET", "/"), 64, "", what="bare Starlette JSON hello-world")]
+    if seeded is not None:
+        auth = {"Authorization": f"Bearer {seeded.key}"}
+        gql_headers = {**auth, "Content-Type": "application/json"}
+        rest = T("GET", "/api/v1/video/", auth, paths=[f"/api/v1/video/{u}" for u in seeded.readable])
+        read = T("POST", "/graphql", gql_headers, bodies=[
+            json.dumps({"query": READ_QUERY, "variables": {"uuid": u}}, separators=(",", ":"))
+            for u in seeded.readable])
+        if "rest-read" in selected:
+            figures.append(F("rest-read", "gateway", rest, 64, "baseline", _check_rest,
+                             "GET /api/v1/video/{uuid} with a valid key"))
+        if "graphql-read" in selected:
+            figures.append(F("graphql-read", "gateway", read, 64, "baseline", _check_gql("video"),
+                             "query video(uuid) { uuid status progress videoUrl creditsUsed } over POST"))
+        if "graphql-list" in selected:
+            query = ("query Videos { videos(page: 1, pageSize: 20) { total page pageSize videos { "
+                     + " ".join(list_fields) + " } } }")
+            body = json.dumps({"query": query}, separators=(",", ":"))
+            figures.append(F("graphql-list", "gateway", T("POST", "/graphql", gql_headers, body=body), 64,
+                             "baseline", _check_gql("videos"), "videos(page: 1, pageSize: 20) with all Video fields"))
+        if "latency" in selected:
+            figures.append(F("baseline@16", "baseline", T("GET", "/"), 16, "", what="baseline at 16 connections"))
+            figures.append(F("rest-read@16", "gateway", rest, 16, "baseline@16", _check_rest,
+                             "REST read at 16 connections"))
+            if graphql_available():
+                figures.append(F("graphql-read@16", "gateway", read, 16, "baseline@16", _check_gql("video"),
+                                 "GraphQL read at 16 connections"))
+    if generator is not None:
+        auth = {"Authorization": f"Bearer {generator.key}", "Content-Type": "application/json"}
+        if graphql_available():
+            body = json.dumps({"query": GENERATE_MUTATION, "variables": {"input": GENERATE_INPUT}},
+                              separators=(",", ":"))
+            target = T("POST", "/graphql", auth, body=body)
+            figures.append(F("generate", "generator", target, 64, "baseline", _check_gql("generateVideo"),
+                             "accepted generateVideo mutations (runner off), ledger checked afterwards"))
+        else:
+            body = json.dumps({**GENERATE_INPUT, "quality": "720p"})
+            figures.append(F("generate", "generator", T("POST", "/api/v1/video/generate", auth, body=body), 64,
+                             "baseline", _check_rest, "accepted POST /api/v1/video/generate (runner off)"))
+    return figures
+
+
+def met(name: str, entry: dict[str, Any]) -> str:
+    target = TARGETS.get(name)
+    if target is None:
+        return ""
+    key, op, bound = target
+    value = entry[key]["median"]
+    ok = value >= bound if op == ">=" else value <= bound
+    return f"target {key.replace('_ms', '')} {op} {bound:g}: {'MET' if ok else 'NOT MET'}"
+
+
+def print_http(results: dict[str, Any], say: Any) -> None:
+    say(f"{'figure':<17} {'req/s min / median / max':>27}   {'ratio (min-max)':<20} {'p50 ms':>7} {'p99 ms':>8}")
+    for name, e in results.items():
+        r, q = e["rps"], e["ratio"]
+        say(f"{name:<17} {r['min']:>8,.0f} / {r['median']:>7,.0f} / {r['max']:>7,.0f}   "
+            f"ratio {q['median']:.3f} ({q['min']:.2f}-{q['max']:.2f}) {e['p50_ms']['median']:>7.2f} "
+            f"{e['p99_ms']['median']:>8.2f}  {met(name, e)}")
+        if e["non2xx"] or e["socket_errors"]:
+            say(f"{'':<17} !! {e['non2xx']} non-2xx responses, {e['socket_errors']} socket errors")
+        if "ledger" in e:
+            led = e["ledger"]
+            verdict = "EXACT" if led["exact"] else "NOT EXACT: " + "; ".join(led["problems"])
+            say(f"{'':<17} ledger {verdict} ({led['videos']:,} videos, {led['frozen']:,} credits frozen "
+                f"= {led['videos']:,} x {led['price']})")
+
+
+def print_fanout(name: str, e: dict[str, Any], say: Any) -> None:
+    g, b = e["gateway"], e["baseline"]
+    n = e["subscribers"]
+    ratio = g["p99_ms"]["median"] / b["p99_ms"]["median"]
+    kb_ratio = g["rss_per_subscriber_kb"]["median"] / max(b["rss_per_subscriber_kb"]["median"], 1e-9)
+    ok_time = g["p99_ms"]["median"] < FANOUT_P99_MS
+    ok_kb = g["rss_per_subscriber_kb"]["median"] <= FANOUT_KB
+    say(f"{name:<17} N={n:,}: p50 {g['p50_ms']['median']:.0f} ms, p99 min / median / max "
+        f"{g['p99_ms']['min']:.0f} / {g['p99_ms']['median']:.0f} / {g['p99_ms']['max']:.0f} ms, "
+        f"{g['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{g['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} baseline (bare Starlette WS): p99 {b['p99_ms']['median']:.0f} ms, "
+        f"{b['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{b['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} ratio p99 {ratio:.2f}, ratio KB {kb_ratio:.2f}; target p99 < 1 s"
+        f"{' (defined at 10,000)' if n != 10_000 else ''}: {'MET' if ok_time else 'NOT MET'}; "
+        f"<= {FANOUT_KB:g} KB/subscriber: {'MET' if ok_kb else 'NOT MET'}")
+
+
+def environment(tool: str) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
+    return {"python": platform.python_version(), "cpu": cpu, "pinned": pinning_possible(), "load_tool": tool,
+            "commit": commit, **{p: version(p) for p in ("strawberry-graphql", "starlette", "uvicorn", "sqlalchemy",
+                                                          "aiosqlite", "uvloop", "httptools")}}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("figures", nargs="*", choices=[*FIGURES, []], metavar="FIGURE",
+                        help=f"which figures (default all): {', '.join(FIGURES)}")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: keeps the suite working (CI)")
+    parser.add_argument("--subscribers", type=int, help="fan-out subscribers (default 2,000)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (default 10)")
+    parser.add_argument("--videos", type=int, help="videos in the read database (default 10,000)")
+    parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator (auto: wrk when installed)")
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/<date>.json)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    base = QUICK if args.quick else FULL
+    sizes = Sizes(videos=args.videos or base.videos, rounds=args.rounds or base.rounds,
+                  duration=args.duration or base.duration, warmup=base.warmup,
+                  subscribers=args.subscribers or base.subscribers, fanout_rounds=base.fanout_rounds,
+                  events=base.events)
+    selected = set(args.figures or FIGURES)
+    if not graphql_available():
+        for name in sorted(selected & GRAPHQL_FIGURES):
+            print(f"{name}: unavailable (this build has no GraphQL API)")
+        selected -= GRAPHQL_FIGURES
+    tool = "wrk" if args.load == "wrk" or (args.load == "auto" and load.wrk_available()) else "python"
+    today = datetime.now(UTC).date().isoformat()
+    out = args.out or ROOT / "bench" / "results" / (f"{today}-quick.json" if args.quick else f"{today}.json")
+    workdir = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    say(f"kensa-gql bench: {', '.join(f for f in FIGURES if f in selected)}; load generator {tool}; "
+        f"server on core 0, load on core 1{'' if pinning_possible() else ' (pinning unavailable)'}; "
+        f"{sizes.rounds} round(s) x {sizes.duration:g} s")
+    results: dict[str, Any] = {}
+    try:
+        needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
+        seeded = seed.seed(workdir, "reads.db", videos=sizes.videos) if needs_reads else None
+        generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=10**12)
+                     if "generate" in selected else None)
+        env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING"}
+        http_selected = selected - {"fanout"}
+        if http_selected:
+            fields = video_fields() if "graphql-list" in selected else []
+            figures = http_figures(http_selected, seeded, generator, fields)
+            servers = {"baseline": Server("baseline", uvicorn_argv("bench.apps.baseline:app"), log_dir=workdir)}
+            if seeded is not None:
+                servers["gateway"] = Server("gateway", gateway_argv(),
+                                            env={**env, "KENSA_DATABASE_URL": seeded.url}, log_dir=workdir)
+            if generator is not None:
+                servers["generator"] = Server("generator", gateway_argv(),
+                                              env={**env, "KENSA_DATABASE_URL": generator.url}, log_dir=workdir)
+            with running(*servers.values()):
+                results.update(throughput.run_rounds(figures, servers, rounds=sizes.rounds, duration=sizes.duration,
+                                                     warmup=sizes.warmup, tool=tool, workdir=workdir, log=say))
+            if generator is not None:
+                gen = results["generate"]
+                gen["ledger"] = ledger_check.check(generator.url, accepted_at_least=gen["accepted"],
+                                                   in_flight_at_most=64 * (sizes.rounds + 1), price=PRICE)
+        if "fanout" in selected:
+            assert seeded is not None
+            results[f"fanout@{sizes.subscribers}"] = run_fanout(seeded, sizes, env, workdir, say)
+    except Exception:
+        say(f"the bench failed; server logs are in {workdir}")
+        raise
+    say("")
+    say(f"results ({datetime.now(UTC).isoformat(timespec='seconds')}, {time.monotonic() - started:.0f} s)")
+    http_results = {k: v for k, v in results.items() if not k.startswith("fanout")}
+    if http_results:
+        print_http(http_results, say)
+    for name, entry in results.items():
+        if name.startswith("fanout"):
+            print_fanout("fanout", entry, say)
+    save(out, results, sizes, tool)
+    say(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if args.keep:
+        say(f"scratch kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ledger = results.get("generate", {}).get("ledger")
+    bad_http = any(e.get("non2xx") or e.get("socket_errors") for e in http_results.values())
+    return 1 if (ledger is not None and not ledger["exact"]) or bad_http else 0
+
+
+def run_fanout(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: Path, say: Any) -> dict[str, Any]:
+    counter = fanout.Counter()
+    rounds: dict[str, list[dict[str, Any]]] = {"gateway": [], "baseline": []}
+    for rnd in range(sizes.fanout_rounds):
+        for kind in ("gateway", "baseline"):
+            if kind == "gateway":
+                server = Server("gateway", gateway_argv(), env={**env, "KENSA_DATABASE_URL": seeded.url},
+                                log_dir=workdir)
+                hook = "/_bench/status"
+            else:
+                server = Server("baseline", uvicorn_argv("bench.apps.baseline:app"), log_dir=workdir)
+                hook = "/_bench/publish"
+            say(f"  fan-out round {rnd + 1}/{sizes.fanout_rounds}: {kind}, {sizes.subscribers:,} subscribers")
+            with running(server):
+                rounds[kind].append(fanout.measure(server, hook=hook, n=sizes.subscribers, key=seeded.key,
+                                                   uuid=seeded.watched, events=sizes.events, counter=counter,
+                                                   log=say))
+    return {"subscribers": sizes.subscribers, "what": "videoStatus subscribers over graphql-transport-ws, one change",
+            "gateway": fanout.summarise(rounds["gateway"]), "baseline": fanout.summarise(rounds["baseline"])}
+
+
+def save(out: Path, results: dict[str, Any], sizes: Sizes, tool: str) -> None:
+    """Merge into the day's file: a later run of one figure replaces only that figure."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    data: dict[str, Any] = {"figures": {}, "runs": []}
+    if out.exists():
+        with contextlib.suppress(ValueError):
+            data = json.loads(out.read_text())
+    for entry in results.values():
+        entry["measured_at"] = now
+    data["figures"].update(results)
+    data["runs"].append({"at": now, "figures": sorted(results), "sizes": sizes.__dict__,
+                         "environment": environment(tool)})
+    data["targets"] = {k: {"compare": v[0], "op": v[1], "bound": v[2]} for k, v in TARGETS.items()}
+    data["targets"]["fanout"] = {"p99_ms_below": FANOUT_P99_MS, "kb_per_subscriber_at_most": FANOUT_KB,
+                                 "subscribers": 10_000}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

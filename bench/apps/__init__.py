@@ -1,0 +1,1 @@
+"""The servers the suite starts: the Python floor (baseline) and the gateway with bench-only hooks."""

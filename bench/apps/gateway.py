@@ -1,0 +1,77 @@
+"""The gateway exactly as ``kensa-gql serve`` runs it, plus bench-only hooks under ``/_bench``.
+
+The hooks live here, never in the product: ``POST /_bench/status`` makes one real status change
+(a compare-and-set in the database, committed, then published through ``app.state.events``,
+as the runner does) so the fan-out figure can time its delivery; ``GET /_bench/stats`` reports
+how many subscribers are watching. Settings come from the usual ``KENSA_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kensa_gql import logs
+from kensa_gql.adapters.db.videos_store import VideosStore
+from kensa_gql.app import create_app
+from kensa_gql.domain.videos import VideoStatus
+from kensa_gql.settings import load_settings
+
+
+class BenchHooks:
+    """Routes ``/_bench/*`` to the hooks and everything else, untouched, to the gateway."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/_bench/"):
+            handler = {"/_bench/status": self.status, "/_bench/stats": self.stats}.get(scope["path"])
+            request = Request(scope, receive)
+            response = await handler(request) if handler else JSONResponse({"error": "no such hook"}, 404)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def status(self, request: Request) -> Response:
+        state = self.app.state  # type: ignore[attr-defined]
+        uuid = request.query_params["uuid"]
+        progress = int(request.query_params.get("progress", "1"))
+        async with state.deps.db.writing() as uow:
+            store = VideosStore(uow)
+            video = await store.get_by_uuid(uuid)
+            if video is None:
+                return JSONResponse({"error": "no such video"}, 404)
+            updated = await store.update_status(video, status=VideoStatus.GENERATING.value, progress=progress)
+            await uow.commit()
+        published = time.time()
+        await state.events.video_changed(updated)
+        return JSONResponse({"published": published, "subscribers": state.events.watcher_count})
+
+    async def stats(self, _request: Request) -> Response:
+        state = self.app.state  # type: ignore[attr-defined]
+        return JSONResponse({"subscribers": state.events.watcher_count})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--no-worker", action="store_true")
+    args = parser.parse_args()
+    settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
+    app = create_app(settings, run_worker=not args.no_worker)
+    # The same uvicorn settings as kensa_gql/server.py's serve(), with a deeper accept backlog
+    # so thousands of WebSockets can connect at once.
+    uvicorn.run(BenchHooks(app), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
+                ws="websockets-sansio", ws_per_message_deflate=False, access_log=False, log_config=None,
+                lifespan="on", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
