@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -134,24 +135,35 @@ class Authenticator:
 
     The cache keeps the database out of the hot path; a revoked key stops working once its
     entry ages out (``ttl`` seconds, a setting). Unknown keys are never cached, so a key
-    created a moment ago works at once.
+    created a moment ago works at once. When a good key's entry ages out under load, the
+    requests that find it expired share one lookup instead of all asking the database at once.
     """
 
     def __init__(self, db: Database, *, ttl: float) -> None:
         self._db = db
         self._ttl = ttl
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._refreshing: dict[str, asyncio.Future[Principal]] = {}
 
     async def authenticate(self, key: str | None) -> Principal:
         if not key or not _KEY_SHAPE.match(key):
             raise Unauthenticated()
         digest = _hash(key)
         hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
+        if hit is None:
+            return await self._verify(key, digest)
+        if hit[1] > time.monotonic():
             return hit[0]
-        async with self._db.reading() as uow:
-            record = await AccountsStore(uow).key_by_prefix(key[:PREFIX_LENGTH])
+        refresh = self._refreshing.get(digest)
+        if refresh is None:
+            refresh = asyncio.ensure_future(self._verify(key, digest))
+            self._refreshing[digest] = refresh
+            refresh.add_done_callback(lambda _done: self._refreshing.pop(digest, None))
+        # Shielded: one caller giving up must not cancel the lookup the others wait for.
+        return await asyncio.shield(refresh)
+
+    async def _verify(self, key: str, digest: str) -> Principal:
+        record = await self._db.reads.api_key(key[:PREFIX_LENGTH])
         if record is None or record.revoked or not hmac.compare_digest(record.key_hash, digest):
             self._cache.pop(digest, None)
             raise Unauthenticated()
@@ -159,7 +171,7 @@ class Authenticator:
         if self._ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (principal, now + self._ttl)
+            self._cache[digest] = (principal, time.monotonic() + self._ttl)
         return principal
 
 

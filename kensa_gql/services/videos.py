@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +37,12 @@ def _request_hash(raw: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid_or_none(value: str) -> str | None:
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # already the form we issue: skip the parse on the read path
     try:
         return str(uuidlib.UUID(value))
     except (ValueError, AttributeError, TypeError):
@@ -119,8 +125,7 @@ async def get_video(uuid: str, principal: Principal, *, deps: Deps) -> Video:
     canonical = _uuid_or_none(uuid)
     if canonical is None:
         raise NotFound()
-    async with deps.db.reading() as uow:
-        video = await VideosStore(uow).get_owned(canonical, principal.user_id)
+    video = await deps.db.reads.owned_video(canonical, principal.user_id)
     if video is None:
         raise NotFound()
     return video
@@ -136,8 +141,7 @@ async def find_video(uuid: str, principal: Principal, *, deps: Deps) -> Video | 
 
 async def list_videos(principal: Principal, page: Page, *, deps: Deps) -> tuple[list[Video], int]:
     """The caller's non-deleted videos, newest first."""
-    async with deps.db.reading() as uow:
-        return await VideosStore(uow).list_owned(principal.user_id, offset=page.offset, limit=page.page_size)
+    return await deps.db.reads.owned_videos(principal.user_id, offset=page.offset, limit=page.page_size)
 
 
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:

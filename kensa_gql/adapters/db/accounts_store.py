@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import api_keys, users
@@ -24,6 +24,16 @@ class KeyRecord:
     email: str
     key_hash: str
     revoked: bool
+
+
+# Built once; adapters/db/reads.py runs the same statement on the raw driver connection.
+KEY_BY_PREFIX = (select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at_ms, users.c.email)
+                 .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == bindparam("prefix")))
+
+
+def key_record(key_id: int, user_id: int, key_hash: str, revoked_at_ms: int | None, email: str) -> KeyRecord:
+    """A KEY_BY_PREFIX row, in its column order."""
+    return KeyRecord(id=key_id, user_id=user_id, email=email, key_hash=key_hash, revoked=revoked_at_ms is not None)
 
 
 class DuplicateEmail(Exception):
@@ -59,14 +69,8 @@ class AccountsStore:
             user_id=user_id, prefix=prefix, key_hash=key_hash, created_at_ms=now_ms))
 
     async def key_by_prefix(self, prefix: str) -> KeyRecord | None:
-        row = (await self._uow.conn.execute(
-            select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at_ms, users.c.email)
-            .join(users, users.c.id == api_keys.c.user_id)
-            .where(api_keys.c.prefix == prefix))).first()
-        if row is None:
-            return None
-        return KeyRecord(id=row.id, user_id=row.user_id, email=row.email, key_hash=row.key_hash,
-                         revoked=row.revoked_at_ms is not None)
+        row = (await self._uow.conn.execute(KEY_BY_PREFIX, {"prefix": prefix})).first()
+        return None if row is None else key_record(*row)
 
     async def revoke_key(self, prefix: str, now_ms: int) -> bool:
         result = await self._uow.conn.execute(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from kensa_gql.adapters.db.engine import IMMEDIATE
+
+if TYPE_CHECKING:
+    from kensa_gql.adapters.db.reads import Reads
 
 
 class UnitOfWork:
@@ -57,10 +62,17 @@ class UnitOfWork:
 
 
 class Database:
-    """Hands out units of work over one engine."""
+    """Hands out units of work over one engine, and the fast path for the hottest reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+
+    @functools.cached_property
+    def reads(self) -> Reads:
+        # Imported here: reads builds on the stores, and they import this module.
+        from kensa_gql.adapters.db.reads import Reads
+
+        return Reads(self.engine, self.reading)
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self.engine, write=False)
@@ -69,4 +81,6 @@ class Database:
         return UnitOfWork(self.engine, write=True)
 
     async def dispose(self) -> None:
+        if "reads" in self.__dict__:
+            self.reads.close()
         await self.engine.dispose()

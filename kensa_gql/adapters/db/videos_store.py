@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import idempotency_keys, tasks, videos
@@ -16,9 +17,21 @@ from kensa_gql.domain.videos import Video, VideoStatus
 
 _VIDEO_COLUMNS = [c for c in videos.c if c.name not in ("started_at_ms",)]
 
+# The owner's reads, built once with named parameters. adapters/db/reads.py compiles these same
+# statements for the raw driver, so the rules (the owner's videos only, soft-deleted ones never)
+# live here alone.
+_LIVE = and_(videos.c.user_id == bindparam("user_id"), videos.c.deleted_at_ms.is_(None))
+OWNED_VIDEO = select(*_VIDEO_COLUMNS).where(videos.c.uuid == bindparam("uuid"), _LIVE)
+OWNED_COUNT = select(func.count()).select_from(videos).where(_LIVE)
+OWNED_PAGE = (select(*_VIDEO_COLUMNS).where(_LIVE).order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
+              .offset(bindparam("offset")).limit(bindparam("limit")))
+
 
 def video_from_row(row: Any) -> Video:
-    r = row._mapping
+    return video_from_mapping(row._mapping)
+
+
+def video_from_mapping(r: Mapping[str, Any]) -> Video:
     return Video(
         id=r["id"], uuid=r["uuid"], user_id=r["user_id"], prompt=r["prompt"], model=r["model"],
         status=VideoStatus(r["status"]), progress=r["progress"], provider=r["provider"],
@@ -77,9 +90,7 @@ class VideosStore:
 
     async def get_owned(self, uuid: str, user_id: int) -> Video | None:
         """The caller's non-deleted video, or None: unknown, deleted and foreign look the same."""
-        row = (await self._uow.conn.execute(
-            select(*_VIDEO_COLUMNS).where(videos.c.uuid == uuid, videos.c.user_id == user_id,
-                                          videos.c.deleted_at_ms.is_(None)))).first()
+        row = (await self._uow.conn.execute(OWNED_VIDEO, {"uuid": uuid, "user_id": user_id})).first()
         return None if row is None else video_from_row(row)
 
     async def get_by_id(self, video_id: int, *, for_update: bool = False) -> Video | None:
@@ -94,12 +105,9 @@ class VideosStore:
         return None if row is None else video_from_row(row)
 
     async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
-        live = and_(videos.c.user_id == user_id, videos.c.deleted_at_ms.is_(None))
         conn = self._uow.conn
-        total = int((await conn.execute(select(func.count()).select_from(videos).where(live))).scalar_one())
-        rows = await conn.execute(select(*_VIDEO_COLUMNS).where(live)
-                                  .order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
-                                  .offset(offset).limit(limit))
+        total = int((await conn.execute(OWNED_COUNT, {"user_id": user_id})).scalar_one())
+        rows = await conn.execute(OWNED_PAGE, {"user_id": user_id, "offset": offset, "limit": limit})
         return [video_from_row(r) for r in rows], total
 
     async def soft_delete(self, video_id: int, now_ms: int) -> bool:
