@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from kensa_gql.adapters.db.ledger_store import Entry
@@ -14,8 +14,9 @@ def timestamp(ms: int | None) -> str | None:
     """UTC ISO 8601 with milliseconds and ``Z``: ``2026-03-13T10:00:00.000Z``."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    # time.gmtime rather than an aware datetime: the same text at half the cost, on every read.
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)) + f"{millis:03d}Z"
 
 
 def video_detail(v: Video) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from typing import Any
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kensa_gql.api import render
+from kensa_gql.api.responses import FastJSONResponse
 from kensa_gql.domain.errors import BadUserInput
 from kensa_gql.domain.paging import Page, page_of
 from kensa_gql.services import accounts, videos
@@ -36,7 +37,7 @@ register_url_convertor("video_id", VideoIdConvertor())
 
 
 def ok(data: Any) -> Response:
-    return JSONResponse({"success": True, "data": data})
+    return FastJSONResponse({"success": True, "data": data})
 
 
 def _deps(request: Request) -> Deps:
@@ -125,12 +126,14 @@ async def credit_history(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    # The hottest route first: Starlette tries routes in order (the convertor keeps the fixed
+    # paths out of the uuid routes, so the order changes nothing else).
     return [
+        Route("/video/{uuid:video_id}", get_video, methods=["GET"]),
+        Route("/video/{uuid:video_id}", delete_video, methods=["DELETE"]),
         Route("/video/generate", generate, methods=["POST"]),
         Route("/video/list", list_videos, methods=["GET"]),
         Route("/video/task", task_status, methods=["GET"]),
-        Route("/video/{uuid:video_id}", get_video, methods=["GET"]),
-        Route("/video/{uuid:video_id}", delete_video, methods=["DELETE"]),
         Route("/config/models", list_models, methods=["GET"]),
         Route("/credit/history", credit_history, methods=["GET"]),
     ]
