@@ -146,12 +146,13 @@ def met(name: str, entry: dict[str, Any]) -> str:
 
 
 def print_http(results: dict[str, Any], say: Any) -> None:
-    say(f"{'figure':<17} {'req/s min / median / max':>27}   {'ratio (min-max)':<20} {'p50 ms':>7} {'p99 ms':>8}")
+    say(f"{'figure':<17} {'req/s min / median / max':>27}   {'ratio (min-max)':<20} {'p50 ms':>7} {'p99 ms':>8} "
+        f"{'CPU us/req':>10}")
     for name, e in results.items():
         r, q = e["rps"], e["ratio"]
         say(f"{name:<17} {r['min']:>8,.0f} / {r['median']:>7,.0f} / {r['max']:>7,.0f}   "
             f"ratio {q['median']:.3f} ({q['min']:.2f}-{q['max']:.2f}) {e['p50_ms']['median']:>7.2f} "
-            f"{e['p99_ms']['median']:>8.2f}  {met(name, e)}")
+            f"{e['p99_ms']['median']:>8.2f} {e['cpu_us_per_request']['median']:>10.0f}  {met(name, e)}")
         if e["non2xx"] or e["socket_errors"]:
             say(f"{'':<17} !! {e['non2xx']} non-2xx responses, {e['socket_errors']} socket errors")
         if "ledger" in e:

@@ -62,18 +62,23 @@ def run_rounds(figures: list[HttpFigure], servers: dict[str, Server], *, rounds:
                                               workdir=workdir, name=figure.name))
     for rnd in range(rounds):
         for figure in figures:
-            result = load.run(servers[figure.server].url, figure.target, connections=figure.connections,
+            server = servers[figure.server]
+            cpu = server.cpu_seconds()
+            result = load.run(server.url, figure.target, connections=figure.connections,
                               duration=duration, tool=tool, workdir=workdir, name=figure.name)
+            # Server CPU per request: steadier than req/s when other work shares the machine.
+            result["cpu_us"] = (server.cpu_seconds() - cpu) * 1e6 / max(result["requests"], 1)
             runs[figure.name].append(result)
             log(f"  round {rnd + 1}/{rounds} {figure.name:<22} {result['rps']:9.0f} req/s  "
-                f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms")
+                f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  {result['cpu_us']:6.0f} us CPU/req")
     out: dict[str, Any] = {}
     for figure in figures:
         rs = runs[figure.name]
         entry: dict[str, Any] = {
             "what": figure.what, "connections": figure.connections, "baseline": figure.baseline or None,
             "rps": summary([r["rps"] for r in rs]), "p50_ms": summary([r["p50_ms"] for r in rs]),
-            "p99_ms": summary([r["p99_ms"] for r in rs]), "non2xx": sum(r["non2xx"] for r in rs),
+            "p99_ms": summary([r["p99_ms"] for r in rs]), "cpu_us_per_request": summary([r["cpu_us"] for r in rs]),
+            "non2xx": sum(r["non2xx"] for r in rs),
             "socket_errors": sum(r["errors"] for r in rs), "tool": rs[0]["tool"], "rounds": len(rs),
             "duration_s": duration,
             "accepted": sum(r["requests"] - r["non2xx"] for r in [*rs, *warm[figure.name]]),
@@ -84,6 +89,7 @@ def run_rounds(figures: list[HttpFigure], servers: dict[str, Server], *, rounds:
             ratios = [r["rps"] / b["rps"] for r, b in zip(rs, base, strict=True)]
             entry["ratio"] = summary(ratios)
             entry["per_round_ratio"] = ratios
+            entry["cpu_ratio"] = summary([b["cpu_us"] / r["cpu_us"] for r, b in zip(rs, base, strict=True)])
         else:
             entry["ratio"] = {"min": 1.0, "median": 1.0, "max": 1.0}
         out[figure.name] = entry
