@@ -100,3 +100,30 @@ async def test_sigkill_mid_generation_loses_nothing(tmp_path: Path, db: Database
                                         .where(credit_entries.c.user_id == user.user_id))).all()
     for u in uuids:
         assert sorted(k for k, v in kinds if v == u) == ["VIDEO_CONSUME", "VIDEO_SETTLE"]
+
+
+async def test_a_clean_shutdown_hands_its_tasks_back_at_once(settings: Any, db: Database, make_user: Any) -> None:
+    from sqlalchemy import select as sql_select
+
+    from kensa_gql.adapters.db.tables import tasks
+    from tests.conftest import LiveServer
+
+    slow = settings.model_copy(update={"local_generation_seconds": 20.0, "lease_seconds": 60.0})
+    server = LiveServer(slow)
+    server.start()
+    user = await make_user(credits=100)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            await client.post("/api/v1/video/generate", json=GENERATE, headers=user.headers)
+            for _ in range(100):
+                async with db.reading() as uow:
+                    owner = (await uow.conn.execute(sql_select(tasks.c.lease_owner))).scalar_one()
+                if owner is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert owner is not None
+    finally:
+        server.stop()
+    async with db.reading() as uow:
+        row = (await uow.conn.execute(sql_select(tasks.c.lease_owner, tasks.c.lease_until_ms))).one()
+    assert row.lease_owner is None and row.lease_until_ms is None
