@@ -259,16 +259,21 @@ class Runner:
                 raise ContentRejected("the provider reported success without a result")
             source = await download(self._http, result.url, headers=result.headers,
                                     max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
-        thumb = result.thumbnail_path
-        if thumb is None:
-            thumb = self._config.work_dir / f"{video.uuid}.jpg"
-            try:
-                await self._pool.run(make_thumbnail, str(source), str(thumb))
-            except ThumbnailError as exc:
+        try:
+            thumb = result.thumbnail_path
+            if thumb is None:
+                thumb = self._config.work_dir / f"{video.uuid}.jpg"
+                try:
+                    await self._pool.run(make_thumbnail, str(source), str(thumb))
+                except ThumbnailError as exc:
+                    source.unlink(missing_ok=True)
+                    raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+            stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
+            stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+        except BaseException:
+            if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
                 source.unlink(missing_ok=True)
-                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-        stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
-        stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+            raise
         return stored_video, stored_thumb
 
     def _estimate(self, video: Video) -> int:
