@@ -40,6 +40,8 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
+
 
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -118,7 +120,9 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
-        Mount("/media", app=StaticFiles(directory=media_root, check_dir=False), name="media"),
+        # Only finished media is public: work in progress under media/.work never is.
+        *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
+          for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]
     if settings.cors_origins:

@@ -35,7 +35,7 @@ from kensa_gql.services.deps import Deps
 log = logging.getLogger(__name__)
 
 SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
-STORE_ATTEMPTS = 3           # downloading / storing the result
+STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
 
 
@@ -234,14 +234,16 @@ class Runner:
         return await self._reload_task(task), video
 
     async def _finish(self, video: Video, result: ResultFile) -> Video:
-        video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+        if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
+            video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
         for attempt in range(STORE_ATTEMPTS):
             try:
                 stored_video, stored_thumb = await self._store(video, result)
                 break
             except ProviderUnavailable as exc:
                 log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
-                await asyncio.sleep(BACKOFF_BASE_SECONDS * 2 ** attempt)
+                if attempt + 1 < STORE_ATTEMPTS:
+                    await asyncio.sleep(min(BACKOFF_BASE_SECONDS * 2 ** (attempt + 1), 60.0))
             except ProviderError as exc:
                 return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
         else:

@@ -48,3 +48,11 @@ async def test_the_local_check_creates_a_missing_directory(tmp_path: Path) -> No
     storage = storage_from_url(f"file://{tmp_path}/new/media", media_dir=tmp_path, public_url="http://gw.test")
     await storage.check()
     assert (tmp_path / "new" / "media").is_dir()
+
+
+async def test_work_in_progress_files_are_not_served(client: httpx.AsyncClient, live_server: Any) -> None:
+    work = live_server.app.state.settings.media_dir.resolve() / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "secret.mp4").write_bytes(b"not yet")
+    assert (await client.get("/media/.work/secret.mp4")).status_code == 404
+    assert (await client.get("/media/videos/../.work/secret.mp4")).status_code == 404
