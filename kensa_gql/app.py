@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -26,6 +26,7 @@ from kensa_gql.adapters.netguard import check_public_host
 from kensa_gql.adapters.providers.registry import build_providers, check_routes
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
+from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
@@ -105,10 +106,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await db.dispose()
 
     media_dir.mkdir(parents=True, exist_ok=True)
+    gql = graphql_app(settings)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
+        # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
+        Route("/graphql", gql),
+        WebSocketRoute("/graphql", gql),
         Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media"),
     ]
     middleware = [Middleware(RequestContext)]
