@@ -71,6 +71,11 @@ class Session:
         await self.send({"id": op_id, "type": "subscribe",
                          "payload": {"query": query, "variables": variables or {}}})
 
+    async def start(self, op_id: str, query: str, variables: dict[str, Any] | None = None) -> None:
+        """The legacy graphql-ws protocol's way to subscribe."""
+        await self.send({"id": op_id, "type": "start",
+                         "payload": {"query": query, "variables": variables or {}}})
+
     async def until_done(self, op_id: str,
                          done: tuple[str, ...] = ("complete", "error")) -> list[dict[str, Any]]:
         """Every message for ``op_id`` up to and including its complete or error."""
