@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 from strawberry.types import Info
 
 from kensa_gql.adapters.db.ledger_store import Entry
 from kensa_gql.api import render
+from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg
 from kensa_gql.api.graphql.context import Context
 from kensa_gql.domain.ledger import Balance
 from kensa_gql.domain.paging import page_of
@@ -69,10 +68,6 @@ class CreditTransactionPage:
     total: int = strawberry.field(description="How many entries there are in all.")
     page: int = strawberry.field(description="This page's number, from 1.")
     page_size: int = strawberry.field(description="Entries per page.")
-
-
-PageArg = Annotated[int, strawberry.argument(description="Page number, from 1.")]
-PageSizeArg = Annotated[int, strawberry.argument(description="Items per page, 1 to 100.")]
 
 
 @strawberry.type

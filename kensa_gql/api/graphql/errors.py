@@ -25,7 +25,11 @@ _DOCUMENT_ERRORS = (GraphQLError, CannotGetOperationTypeError, InvalidOperationT
 
 
 def public_error(exc: BaseException | None) -> KensaError | None:
-    """The KensaError a client may see (REST would answer it with a 4xx), else None."""
+    """The KensaError a client may see, else None.
+
+    REST's status table is the one list of which codes are the client's business (a 4xx);
+    reading it here keeps both renderings of the error tree in step.
+    """
     if isinstance(exc, KensaError) and HTTP_STATUS.get(exc.code, 500) < 500:
         return exc
     return None

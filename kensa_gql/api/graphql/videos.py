@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from kensa_gql.api import render
+from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.errors import NotFound
@@ -121,10 +122,7 @@ class GenerateVideoInput:
         return self.idempotency_key if isinstance(self.idempotency_key, str) else None
 
 
-UuidArg = Annotated[strawberry.ID, strawberry.argument(description="The video's uuid.")]
-PageArg = Annotated[int, strawberry.argument(description="Page number, from 1.")]
 GenerateInputArg = Annotated[GenerateVideoInput, strawberry.argument(description="What to make.")]
-PageSizeArg = Annotated[int, strawberry.argument(description="Items per page, 1 to 100.")]
 
 
 @strawberry.type

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -80,6 +81,15 @@ async def test_an_oversized_body_is_refused_with_413(client: httpx.AsyncClient) 
     assert r.status_code == 413 and codes(r.json()) == ["PAYLOAD_TOO_LARGE"]
     r = await client.get("/graphql", params={"query": "{ models { id } }" + " " * 20_000})
     assert r.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the cap counts as it reads
+        yield b'{"query": "{ models { id } }", "variables": {"x": "'
+        for _ in range(100):
+            yield b"y" * 1000
+        yield b'"}}'
+
+    r = await client.post("/graphql", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and codes(r.json()) == ["PAYLOAD_TOO_LARGE"]
 
 
 @pytest.mark.parametrize("document", [NESTED_OF_TYPE, NESTED_FIELDS], ids=["ofType", "fields"])
@@ -192,3 +202,14 @@ async def test_parse_and_validation_caches_hit_with_the_limits_on() -> None:
     assert parse_cache.cache_info().hits - parsed.hits == 20
     assert validate_cache.cache_info().hits - validated.hits == 20
     assert validate_cache.cache_info().misses == validated.misses
+
+
+async def test_fragment_cycles_are_refused_readably(client: httpx.AsyncClient) -> None:
+    body = await post(client, "query { ...A } fragment A on Query { models { id } ...B } "
+                              "fragment B on Query { ...A }")
+    assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"] and "within itself" in body["errors"][0]["message"]
+
+
+async def test_a_document_nested_700_deep_is_a_parse_error(client: httpx.AsyncClient) -> None:
+    body = await post(client, "{ " + "me { " * 700 + "id" + " }" * 700 + " }")
+    assert codes(body) == ["GRAPHQL_PARSE_FAILED"]
