@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from kensa_gql.adapters.cpu_pool import CpuPool
@@ -27,6 +27,7 @@ from kensa_gql.adapters.providers.registry import build_providers, check_route_n
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
@@ -116,10 +117,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await db.dispose()
 
     media_dir.mkdir(parents=True, exist_ok=True)
+    gql = graphql_app(settings)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
+        # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
+        Route("/graphql", gql),
+        WebSocketRoute("/graphql", gql),
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
