@@ -35,7 +35,7 @@ from kensa_gql.services.deps import Deps
 log = logging.getLogger(__name__)
 
 SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
-STORE_ATTEMPTS = 3           # downloading / storing the result
+STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
 
 
@@ -84,9 +84,23 @@ class Runner:
                     await asyncio.wait_for(self._wake.wait(), self._config.claim_interval)
         finally:
             heartbeat.cancel()
+            held = list(self._running)
             for task in list(self._running.values()):
                 task.cancel()
             await asyncio.gather(heartbeat, *self._running.values(), return_exceptions=True)
+            await self._release_leases(held)
+
+    async def _release_leases(self, video_ids: list[int]) -> None:
+        """On a clean shutdown, hand our tasks back at once instead of waiting out the lease."""
+        if not video_ids:
+            return
+        try:
+            async with self._deps.db.writing() as uow:
+                for vid in video_ids:
+                    await VideosStore(uow).release_lease(vid, self.owner)
+                await uow.commit()
+        except Exception:
+            log.warning("could not release leases on shutdown; they will expire", exc_info=True)
 
     async def claim_once(self) -> int:
         room = self._config.max_running - len(self._running)
@@ -145,6 +159,11 @@ class Runner:
     async def _drive(self, task: Task) -> None:
         video = await self._load(task.video_id)
         if video is None:
+            return
+        if video.status.is_terminal:  # finished but its task row survived: just tidy up
+            async with self._deps.db.writing() as uow:
+                await VideosStore(uow).finish_task(video.id)
+                await uow.commit()
             return
         failures = 0
         while not video.status.is_terminal:
@@ -215,14 +234,16 @@ class Runner:
         return await self._reload_task(task), video
 
     async def _finish(self, video: Video, result: ResultFile) -> Video:
-        video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+        if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
+            video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
         for attempt in range(STORE_ATTEMPTS):
             try:
                 stored_video, stored_thumb = await self._store(video, result)
                 break
             except ProviderUnavailable as exc:
                 log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
-                await asyncio.sleep(BACKOFF_BASE_SECONDS * 2 ** attempt)
+                if attempt + 1 < STORE_ATTEMPTS:
+                    await asyncio.sleep(min(BACKOFF_BASE_SECONDS * 2 ** (attempt + 1), 60.0))
             except ProviderError as exc:
                 return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
         else:
@@ -240,16 +261,21 @@ class Runner:
                 raise ContentRejected("the provider reported success without a result")
             source = await download(self._http, result.url, headers=result.headers,
                                     max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
-        thumb = result.thumbnail_path
-        if thumb is None:
-            thumb = self._config.work_dir / f"{video.uuid}.jpg"
-            try:
-                await self._pool.run(make_thumbnail, str(source), str(thumb))
-            except ThumbnailError as exc:
+        try:
+            thumb = result.thumbnail_path
+            if thumb is None:
+                thumb = self._config.work_dir / f"{video.uuid}.jpg"
+                try:
+                    await self._pool.run(make_thumbnail, str(source), str(thumb))
+                except ThumbnailError as exc:
+                    source.unlink(missing_ok=True)
+                    raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+            stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
+            stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+        except BaseException:
+            if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
                 source.unlink(missing_ok=True)
-                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-        stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
-        stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+            raise
         return stored_video, stored_thumb
 
     def _estimate(self, video: Video) -> int:

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     media_dir: Path = Path("./media")
     public_url: str = "http://127.0.0.1:8000"
     storage_url: str = ""  # empty: file:// under media_dir
+    # s3:// storage only (docs/storage.md): where clients fetch objects from; empty = presigned GET URLs.
+    s3_public_url: str = ""
+    s3_url_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)  # SigV4 allows 7 days
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"  # auto: path with a custom endpoint
 
     local_generation_seconds: float = Field(default=6.0, ge=0, le=3600)
     local_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -78,6 +82,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_public_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("s3_public_url")
+    @classmethod
+    def _check_s3_public_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +107,22 @@ def make_user(db: Database) -> Any:
 async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as c:
         yield c
+
+
+Serve = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def serve(settings: Settings) -> Iterator[Serve]:
+    """Start live servers with ``settings`` changed by keyword (and with or without the runner)."""
+    servers: list[LiveServer] = []
+
+    def start(*, run_worker: bool = True, **overrides: Any) -> LiveServer:
+        server = LiveServer(settings.model_copy(update=overrides), run_worker=run_worker)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

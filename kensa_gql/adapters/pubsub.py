@@ -15,8 +15,10 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from broadcaster import Broadcast
+from broadcaster._backends.redis import RedisBackend
 
 from kensa_gql.domain.videos import Video, VideoStatus
 
@@ -35,6 +37,25 @@ def video_from_message(message: str) -> Video:
     data: dict[str, Any] = json.loads(message)
     data["status"] = VideoStatus(data["status"])
     return Video(**data)
+
+
+class _RedisBackend(RedisBackend):
+    """broadcaster 0.3.1's Redis backend, fixed for redis-py 8.
+
+    Upstream wakes its reader *before* subscribing; redis-py 8 yields before it records the
+    channel, so the reader finds no subscription, stops, and the first channel never gets a
+    message. Subscribing first, then waking the reader, delivers.
+    """
+
+    async def subscribe(self, channel: str) -> None:
+        await self._pubsub.subscribe(channel)
+        self._ready.set()
+
+
+def _broadcast(url: str) -> Broadcast:
+    if urlsplit(url).scheme in ("redis", "rediss"):
+        return Broadcast(backend=_RedisBackend(url))
+    return Broadcast(url)
 
 
 class Watch:
@@ -65,7 +86,7 @@ class VideoEvents:
     """Publishes committed video changes and lets local subscribers watch one video."""
 
     def __init__(self, url: str) -> None:
-        self._broadcast = Broadcast(url)
+        self._broadcast = _broadcast(url)
         self._watchers: dict[str, set[Watch]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()

@@ -80,8 +80,12 @@ class StoredFile:
 class Storage(Protocol):
     """Where finished videos and thumbnails live, served to clients by URL."""
 
+    async def check(self) -> None:
+        """At start-up: fail (SettingsError) when the store cannot be reached or written."""
+        ...
+
     async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
-        """Store the file at ``key`` (moving or copying it) and return its public URL and size."""
+        """Store the file at ``key`` (the source is consumed) and return its public URL and size."""
         ...
 
 
