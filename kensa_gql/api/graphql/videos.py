@@ -12,6 +12,7 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql.fanout import shared_video
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.errors import NotFound
 from kensa_gql.domain.paging import page_of
@@ -197,4 +198,5 @@ async def _follow(context: Context, video: domain.Video) -> AsyncGenerator[Video
                 raise NotFound()  # deleted while watched: the same answer a new subscriber gets
             if _newer(change, sent):
                 sent = change
-                yield Video.from_domain(sent)
+                # The same object for every subscriber of this change: executed and encoded once.
+                yield shared_video(sent, Video.from_domain)

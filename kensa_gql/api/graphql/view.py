@@ -24,6 +24,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
+from kensa_gql.api.graphql import fanout
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.domain.errors import Unauthenticated
@@ -153,7 +154,7 @@ class KensaGraphQL(GraphQL[Context, None]):
         return unset
 
     def encode_json(self, data: Any) -> str:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return fanout.encode_json(data)
 
 
 def graphql_app(settings: Settings) -> KensaGraphQL:
