@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import uvicorn
 from starlette.requests import Request
@@ -28,10 +29,12 @@ class BenchHooks:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._marked: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/_bench/"):
-            handler = {"/_bench/status": self.status, "/_bench/stats": self.stats}.get(scope["path"])
+            handler = {"/_bench/status": self.status, "/_bench/stats": self.stats,
+                       "/_bench/memory": self.memory}.get(scope["path"])
             request = Request(scope, receive)
             response = await handler(request) if handler else JSONResponse({"error": "no such hook"}, 404)
             await response(scope, receive, send)
@@ -52,6 +55,21 @@ class BenchHooks:
         published = time.time()
         await state.events.video_changed(updated)
         return JSONResponse({"published": published, "subscribers": state.events.watcher_count})
+
+    async def memory(self, request: Request) -> Response:
+        """Where memory went since the last ``?mark`` (run with PYTHONTRACEMALLOC=N to use it)."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            return JSONResponse({"error": "start the server with PYTHONTRACEMALLOC=<frames>"}, 409)
+        snapshot = tracemalloc.take_snapshot()
+        if "mark" in request.query_params or self._marked is None:
+            self._marked = snapshot
+            return JSONResponse({"marked": True})
+        group = request.query_params.get("by", "lineno")
+        top = snapshot.compare_to(self._marked, group)[: int(request.query_params.get("top", "40"))]
+        return JSONResponse({"top": [{"where": str(s.traceback), "size_kb": s.size_diff / 1024,
+                                      "count": s.count_diff} for s in top]})
 
     async def stats(self, _request: Request) -> Response:
         state = self.app.state  # type: ignore[attr-defined]

@@ -168,9 +168,9 @@ _RANK = {domain.VideoStatus.PENDING: 0, domain.VideoStatus.GENERATING: 1, domain
          domain.VideoStatus.COMPLETED: 3, domain.VideoStatus.FAILED: 3}
 
 
-def _newer(change: domain.Video, sent: domain.Video) -> bool:
-    """Whether ``change`` moves the video on from what the client already has."""
-    return (_RANK[change.status], change.progress) > (_RANK[sent.status], sent.progress)
+def _position(video: domain.Video) -> tuple[int, int]:
+    """How far a video has come; a change is sent only if it moves this on."""
+    return _RANK[video.status], video.progress
 
 
 @strawberry.type
@@ -182,21 +182,25 @@ class VideoSubscriptions:
         context = info.context
         principal = await context.principal()
         video = await service.get_video(uuid, principal, deps=context.deps)
-        return _follow(context, video)
+        return _follow(context, video.uuid)
 
 
-async def _follow(context: Context, video: domain.Video) -> AsyncGenerator[Video, None]:
-    async with context.events.watch(video.uuid) as watch:
+async def _follow(context: Context, uuid: str) -> AsyncGenerator[Video, None]:
+    # Holds only the uuid and a position between changes: with thousands of subscribers, a
+    # snapshot kept per subscriber would be most of a subscription's memory.
+    async with context.events.watch(uuid) as watch:
         # Read again now that changes are being watched: one made before the watch began is in
         # this snapshot, one made after it is in the watch. Either way nothing is missed.
         principal = await context.principal()
-        sent = await service.get_video(video.uuid, principal, deps=context.deps)
-        yield Video.from_domain(sent)
-        while not sent.status.is_terminal:
+        snapshot = await service.get_video(uuid, principal, deps=context.deps)
+        position, done = _position(snapshot), snapshot.status.is_terminal
+        yield Video.from_domain(snapshot)
+        del snapshot
+        while not done:
             change = await watch.next()
             if change.deleted:
                 raise NotFound()  # deleted while watched: the same answer a new subscriber gets
-            if _newer(change, sent):
-                sent = change
+            if _position(change) > position:
+                position, done = _position(change), change.status.is_terminal
                 # The same object for every subscriber of this change: executed and encoded once.
-                yield shared_video(sent, Video.from_domain)
+                yield shared_video(change, Video.from_domain)
