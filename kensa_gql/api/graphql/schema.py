@@ -14,7 +14,7 @@ from strawberry.types import ExecutionContext
 
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
-from kensa_gql.api.graphql.fanout import SharedEventExecution
+from kensa_gql.api.graphql.execution import Execution
 from kensa_gql.api.graphql.limits import SafeParserCache, max_aliases_rule, max_depth_rule
 from kensa_gql.api.graphql.models import ModelQueries
 from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
@@ -65,7 +65,7 @@ def build_schema(settings: Settings) -> KensaSchema:
     config = StrawberryConfig(disable_field_suggestions=not settings.introspection)
     ext: list[Any] = extensions(settings)
     return KensaSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=ext,
-                       config=config, execution_context_class=SharedEventExecution)
+                       config=config, execution_context_class=Execution)
 
 
 def export_schema() -> str:
