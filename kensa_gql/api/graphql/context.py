@@ -54,7 +54,7 @@ class Context:
         # Set by Strawberry from a WebSocket's connection_init payload.
         self.connection_params: dict[str, Any] | None = None
         self._principal: Principal | None = None
-        self._authenticating: asyncio.Task[Principal] | None = None
+        self._authenticating: asyncio.Future[Principal] | None = None
 
     def sign_in(self, principal: Principal) -> None:
         self._principal = principal
@@ -65,8 +65,20 @@ class Context:
             return self._principal
         if self.connection.scope["type"] == "websocket":
             raise Unauthenticated()  # on_ws_connect signs every accepted socket in
-        if self._authenticating is None:
+        if self._authenticating is not None:
             # Several root fields may ask at once; they share one lookup.
-            self._authenticating = asyncio.ensure_future(authenticate(self.connection))
-        self._principal = await self._authenticating
-        return self._principal
+            return await asyncio.shield(self._authenticating)
+        # The first asker looks up inline (no task per request) and shares the outcome.
+        lookup = self._authenticating = asyncio.get_running_loop().create_future()
+        try:
+            principal = await authenticate(self.connection)
+        except Exception as exc:
+            lookup.set_exception(exc)
+            lookup.exception()  # marked retrieved: only other askers re-raise it
+            raise
+        except BaseException:
+            lookup.cancel()
+            raise
+        lookup.set_result(principal)
+        self._principal = principal
+        return principal

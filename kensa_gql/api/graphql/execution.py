@@ -38,7 +38,8 @@ _Leaf = tuple[str, str | None, Any, bool, type | None]
 # Values of exactly these types come out of these scalars' coercion unchanged (Int: in 32 bits).
 _AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLInt: int, GraphQLBoolean: bool}
 _INT_RANGE = range(-2_147_483_648, 2_147_483_648)
-_Plans = dict[int, tuple[GroupedFieldSet, GraphQLObjectType, list[_Leaf] | None]]
+PLANS = 1024  # selections remembered, oldest forgotten first
+_plans: dict[tuple[int, ...], tuple[object, list[_Leaf] | None]] = {}
 
 
 def _leaf_plan(parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Leaf] | None:
@@ -82,17 +83,18 @@ class Execution(SharedEventExecution):
     def _plan_for(self, parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[_Leaf] | None:
         if self.middleware_manager is not None and self.middleware_manager.middlewares:
             return None  # a middleware must see every resolver call
-        plans: _Plans | None = getattr(self, "_leaf_plans", None)
-        if plans is None:
-            plans = {}
-            self._leaf_plans = plans
-        # Keyed by the field set's identity (graphql-core reuses one per selection and type while
-        # executing a list), holding it so the id cannot be reused.
-        known = plans.get(id(fields))
-        if known is not None and known[0] is fields and known[1] is parent_type:
-            return known[2]
+        # By the identity of the type and of the field nodes: parsed documents are cached, so the
+        # same selection meets the same nodes request after request. The entry holds them, so
+        # their ids cannot be reused while it exists.
+        nodes = [details[0].node for details in fields.values()]
+        key = (id(parent_type), *map(id, nodes))
+        known = _plans.get(key)
+        if known is not None:
+            return known[1]
         plan = _leaf_plan(parent_type, fields)
-        plans[id(fields)] = (fields, parent_type, plan)
+        _plans[key] = ((parent_type, nodes), plan)
+        if len(_plans) > PLANS:
+            _plans.pop(next(iter(_plans)))
         return plan
 
     @staticmethod

@@ -24,7 +24,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
-from kensa_gql.api.graphql import fanout
+from kensa_gql.api.graphql import fanout, prepared
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.domain.errors import Unauthenticated
@@ -84,6 +84,18 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives ``body`` once more, then whatever the client sends next (a disconnect)."""
+    pending = [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 class KensaGraphQL(GraphQL[Context, None]):
     """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
 
@@ -119,8 +131,17 @@ class KensaGraphQL(GraphQL[Context, None]):
                     raise _BodyTooLarge()
             return message
 
+        body_receive: Receive = capped
         try:
-            await super().__call__(scope, capped, send)
+            if scope["method"] == "POST":
+                request = Request(scope, capped)
+                response = await prepared.respond(self, request)
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
+                if "_body" in request.__dict__:  # read by the attempt: hand it on to Strawberry
+                    body_receive = _replay(request._body, receive)
+            await super().__call__(scope, body_receive, send)
         except _BodyTooLarge:
             await self._too_large(self.max_body_bytes, scope, receive, send)
         except DocumentTooLarge as exc:
