@@ -68,6 +68,7 @@ def graphql_available() -> bool:
 def video_fields() -> list[str]:
     """Every field of the schema's Video type, so the list figure asks for all of them."""
     from graphql import build_schema
+
     from kensa_gql.api.graphql.schema import export_schema
 
     video = build_schema(export_schema()).type_map["Video"]

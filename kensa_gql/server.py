@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from kensa_gql import logs
 from kensa_gql.app import create_app
@@ -18,11 +20,21 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    app = create_app(settings, run_worker=run_worker)
+    run_uvicorn(create_app(settings, run_worker=run_worker), host=host, port=port)
+
+
+def run_uvicorn(app: ASGIApp, *, host: str, port: int, backlog: int = 2048) -> None:
+    """Serve ``app`` as ``serve`` does (the bench runs the gateway through this too)."""
+    # Everything built so far (the schema, the app, the libraries) lives as long as the process:
+    # frozen, the cyclic collector stops rescanning it. Without this a full collection paused
+    # the loop for 70-85 ms every few seconds under load (the GraphQL read's p99 at 16
+    # connections was 55 ms for a 2.6 ms median).
+    gc.collect()
+    gc.freeze()
     # uvloop + httptools are what make Python HTTP fast (see bench/); no per-message deflate:
     # it costs CPU and ~40 KB per WebSocket for small JSON frames.
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-                ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on")
+                ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on", backlog=backlog)
 
 
 def run_worker(settings: Settings) -> None:

@@ -9,10 +9,10 @@ how many subscribers are watching. Settings come from the usual ``KENSA_*`` vari
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +21,7 @@ from kensa_gql import logs
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.app import create_app
 from kensa_gql.domain.videos import VideoStatus
+from kensa_gql.server import run_uvicorn
 from kensa_gql.settings import load_settings
 
 
@@ -76,19 +77,37 @@ class BenchHooks:
         return JSONResponse({"subscribers": state.events.watcher_count})
 
 
+def _log_gc_pauses(threshold_ms: float) -> None:
+    """Diagnostics (KENSA_BENCH_GC_LOG=<ms>): print every collection that paused longer."""
+    import gc
+    import sys
+
+    started: list[float] = [0.0]
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        paused = (time.perf_counter() - started[0]) * 1000
+        if paused >= threshold_ms:
+            print(f"gc gen{info['generation']} {paused:.1f} ms, {info['collected']} collected", file=sys.stderr,
+                  flush=True)
+
+    gc.callbacks.append(watch)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-worker", action="store_true")
     args = parser.parse_args()
+    if os.environ.get("KENSA_BENCH_GC_LOG"):
+        _log_gc_pauses(float(os.environ["KENSA_BENCH_GC_LOG"]))
     settings = load_settings()
     logs.configure(settings.log_format, settings.log_level)
     app = create_app(settings, run_worker=not args.no_worker)
-    # The same uvicorn settings as kensa_gql/server.py's serve(), with a deeper accept backlog
-    # so thousands of WebSockets can connect at once.
-    uvicorn.run(BenchHooks(app), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
-                ws="websockets-sansio", ws_per_message_deflate=False, access_log=False, log_config=None,
-                lifespan="on", backlog=4096)
+    # serve()'s own uvicorn set-up, with a deeper accept backlog for thousands of WebSockets.
+    run_uvicorn(BenchHooks(app), host="127.0.0.1", port=args.port, backlog=4096)
 
 
 if __name__ == "__main__":
