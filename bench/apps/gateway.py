@@ -59,8 +59,26 @@ class BenchHooks:
 
     async def memory(self, request: Request) -> Response:
         """Where memory went since the last ``?mark`` (run with PYTHONTRACEMALLOC=N to use it)."""
+        import gc
         import tracemalloc
 
+        if "objects" in request.query_params:  # how many objects the cyclic collector tracks
+            by_type: dict[str, int] = {}
+            for obj in gc.get_objects():
+                name = type(obj).__qualname__
+                if name in ("coroutine", "async_generator", "generator", "function", "method", "cell", "list"):
+                    inner = getattr(obj, "__qualname__", None) or getattr(getattr(obj, "__func__", None),
+                                                                          "__qualname__", None)
+                    if name == "cell":
+                        try:
+                            inner = type(obj.cell_contents).__qualname__
+                        except ValueError:
+                            inner = "empty"
+                    if name == "list":
+                        inner = type(obj[0]).__qualname__ if obj else "empty"
+                    name = f"{name}:{inner}"
+                by_type[name] = by_type.get(name, 0) + 1
+            return JSONResponse({"tracked": sum(by_type.values()), "by_type": by_type})
         if not tracemalloc.is_tracing():
             return JSONResponse({"error": "start the server with PYTHONTRACEMALLOC=<frames>"}, 409)
         snapshot = tracemalloc.take_snapshot()

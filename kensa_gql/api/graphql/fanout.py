@@ -17,15 +17,30 @@ Everything is keyed by object identity and remembered for the last ``MEMORY`` ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from inspect import isawaitable
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
-from graphql import ExecutionResult
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    GraphQLError,
+    create_source_event_stream,
+    execute_subscription_event,
+)
+from graphql.language import OperationType as OperationKind
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
+from strawberry.types import ExecutionContext as StrawberryContext
+from strawberry.types import ExecutionResult as StrawberryResult
+from strawberry.types.graphql import OperationType
+from strawberry.utils.aio import aclosing
 
+from kensa_gql.api.graphql.prepared import chosen_operation
 from kensa_gql.domain import videos as domain
 
 MEMORY = 256  # changes remembered; each is sent to its subscribers within moments
@@ -70,18 +85,31 @@ def shared_video(change: domain.Video, render: Callable[[domain.Video], T]) -> T
     return shared
 
 
+def _memo_key(executor: Any) -> tuple[int, tuple[tuple[str, Any], ...]] | None:
+    try:
+        key = (id(executor.operation), tuple(sorted(executor.variable_values.coerced.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def remembered_result(executor: Any, payload: object) -> ExecutionResult | None:
+    """The result this operation already produced for this shared event, if any."""
+    results = _results.get(payload)
+    key = None if results is None else _memo_key(executor)
+    hit = None if results is None or key is None else results.get(key)
+    return hit[1] if hit is not None and hit[0] is executor.operation else None
+
+
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
     """Executes a subscription event on a shared object once per operation and variables."""
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         # graphql-core passes serially=False only for subscription events.
         results = _results.get(self.root_value) if serially is False else None
-        if results is None:
-            return super().execute_operation(serially)
-        try:
-            key = (id(self.operation), tuple(sorted(self.variable_values.coerced.items())))
-            hash(key)
-        except TypeError:
+        key = None if results is None else _memo_key(self)
+        if results is None or key is None:
             return super().execute_operation(serially)
         hit = results.get(key)
         if hit is not None and hit[0] is self.operation:
@@ -122,3 +150,98 @@ def encode_json(message: Any) -> str:
                 _encoded.put(data, text)
             return f'{{"id":{_dumps(message["id"])},"type":"next","payload":{{"data":{text}}}}}'
     return _dumps(message)
+
+
+# -- the subscription loop ------------------------------------------------------------------------
+# Strawberry runs each subscription through its extension runner, a stream generator, graphql-core's
+# mapping iterators and a per-event result pipeline: with 10,000 subscribers that is 266 objects
+# for the cyclic collector per subscriber and a pause of 1-2 s whenever it scans them all. A
+# subscription to a document Strawberry has already accepted runs here instead: graphql-core
+# builds the executor and the source stream exactly as Strawberry would have it do, and each event
+# is executed (once per change, see above) and sent. Whatever is not the plain case goes back to
+# Strawberry before anything is sent: a document not yet seen, variables or an authorisation
+# refused, anything but one root field. Errors while streaming are rendered by the schema's
+# extensions, as Strawberry renders them, then the operation completes.
+
+
+class _Handler(Protocol):
+    schema: Any
+    context: Any
+    root_value: Any
+
+    async def handle_task_exception(self, error: Exception) -> None: ...
+
+
+async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> tuple[Any, Any] | None:
+    """The executor and source stream for ``operation``, or None to let Strawberry run it."""
+    schema = handler.schema
+    documents = getattr(schema, "prepared", None)
+    document = documents.get(operation.query) if documents is not None and documents.enabled else None
+    if document is None:
+        return None
+    chosen = chosen_operation(document, operation.operation_name)
+    if chosen is None:
+        return None
+    node, name = chosen
+    selections = node.selection_set.selections
+    if node.operation is not OperationKind.SUBSCRIPTION or len(selections) != 1 or not isinstance(
+            selections[0], FieldNode) or selections[0].directives:
+        return None
+    executor = schema.execution_context_class.build(
+        schema._schema, document, handler.root_value, handler.context, operation.variables, name,
+        operation_extensions=None)
+    if isinstance(executor, list):  # variables refused: Strawberry reports it
+        return None
+    stream = create_source_event_stream(executor)
+    if isawaitable(stream):
+        stream = await stream
+    if isinstance(stream, ExecutionResult):  # refused before streaming (NOT_FOUND...): Strawberry reports it
+        return None
+    return executor, stream
+
+
+async def run_lean(handler: _Handler, operation: Operation[Any, Any], executor: Any, stream: Any) -> None:
+    """Send each event of ``stream`` as ``next``, then ``complete``; as Strawberry's run_operation does."""
+    try:
+        try:
+            async with aclosing(stream):
+                async for payload in stream:
+                    # After the first subscriber of a change, no per-event executor is even built.
+                    result = remembered_result(executor, payload)
+                    if result is None:
+                        outcome = execute_subscription_event(executor.build_per_event_executor(payload))
+                        result = await outcome if isawaitable(outcome) else outcome
+                    if result.errors:
+                        await operation.send_next(await _rendered(handler, operation, result))
+                    else:
+                        await operation.send_next(StrawberryResult(data=result.data, errors=None))
+        except Exception as exc:  # raised by the source stream: reported like Strawberry, then complete
+            error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+            await operation.send_next(await _rendered(handler, operation, ExecutionResult(None, [error])))
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+    except Exception as error:  # as Strawberry: log it, complete, forget the operation
+        await handler.handle_task_exception(error)
+        with contextlib.suppress(Exception):
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        raise
+
+
+async def _rendered(handler: _Handler, operation: Operation[Any, Any], result: ExecutionResult) -> StrawberryResult:
+    """Errors logged by the schema and rendered (codes, masking) by its extensions."""
+    schema = handler.schema
+    execution = StrawberryContext(query=operation.query, schema=schema,
+                                  allowed_operations={OperationType.SUBSCRIPTION}, context=handler.context,
+                                  variables=operation.variables, root_value=handler.root_value,
+                                  provided_operation_name=operation.operation_name)
+    extensions = schema.get_extensions()
+    for extension in extensions:
+        extension.execution_context = execution
+    runner = schema.create_extensions_runner(execution, extensions)
+    execution.pre_execution_errors = result.errors
+    schema._process_errors(result.errors or [], execution)
+    rendered = StrawberryResult(data=result.data, errors=result.errors)
+    async with runner.operation():
+        execution.result = rendered
+    async with runner.on_stream_result(rendered):
+        pass
+    return rendered

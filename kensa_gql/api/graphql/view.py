@@ -18,7 +18,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
@@ -53,6 +53,15 @@ def _check_document(query: object, limit: int) -> None:
 
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     view: KensaGraphQL
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # A subscription to a document Strawberry has accepted before streams through the lean
+        # loop in fanout.py (far fewer objects per subscriber); anything else runs as usual.
+        lean = await fanout.lean_stream(self, operation)
+        if lean is None:
+            await super().run_operation(operation)
+        else:
+            await fanout.run_lean(self, operation, *lean)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:

@@ -3,6 +3,7 @@ the response Strawberry gives: data, errors and their codes, headers."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -154,3 +155,20 @@ def test_an_extension_it_does_not_know_turns_the_shortcut_off(settings: Settings
     schema.prepared = prepared.PreparedDocuments()
     prepared.check_extensions(schema)
     assert not schema.prepared.enabled
+
+
+async def test_an_answered_read_leaves_nothing_for_the_cyclic_collector(client: Client) -> None:
+    uuid = await uuid_of_new_video(client)
+    body = {"query": VIDEO, "variables": {"uuid": uuid}}
+    await client.twice(body)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        r = await client.post(body)
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert r.json()["data"]["video"]["uuid"] == uuid
+    assert "Execution" not in left and "Context" not in left, left[:20]
