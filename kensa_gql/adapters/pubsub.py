@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,25 +58,48 @@ def _broadcast(url: str) -> Broadcast:
 
 
 class Watch:
-    """One subscriber's view of one video: the latest snapshot wins."""
+    """One subscriber's view of one video: the latest snapshot wins.
 
-    def __init__(self, uuid: str) -> None:
+    An async context manager registered with its group while entered. Kept small on purpose
+    (slots, a future only while waiting): a process may hold ten thousand of them.
+    """
+
+    __slots__ = ("_latest", "_waiter", "_watchers", "uuid")
+
+    def __init__(self, uuid: str, watchers: dict[str, set[Watch]]) -> None:
         self.uuid = uuid
+        self._watchers = watchers
         self._latest: Video | None = None
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> Watch:
+        self._watchers.setdefault(self.uuid, set()).add(self)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        group = self._watchers.get(self.uuid)
+        if group is not None:
+            group.discard(self)
+            if not group:
+                del self._watchers[self.uuid]
 
     def offer(self, video: Video) -> None:
         current = self._latest
         if current is not None and current.status.is_terminal:
             return  # nothing follows a terminal status; never overwrite it
         self._latest = video
-        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> Video:
-        await self._ready.wait()
-        self._ready.clear()
+        while self._latest is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         video = self._latest
-        assert video is not None
         self._latest = None
         return video
 
@@ -111,18 +133,9 @@ class VideoEvents:
             # delays a client's update but never corrupts anything.
             log.exception("could not publish the status of video %s", video.uuid)
 
-    @contextlib.asynccontextmanager
-    async def watch(self, uuid: str) -> AsyncIterator[Watch]:
-        watch = Watch(uuid)
-        self._watchers.setdefault(uuid, set()).add(watch)
-        try:
-            yield watch
-        finally:
-            group = self._watchers.get(uuid)
-            if group is not None:
-                group.discard(watch)
-                if not group:
-                    del self._watchers[uuid]
+    def watch(self, uuid: str) -> Watch:
+        """``async with events.watch(uuid) as watch``: changes of that video until the block ends."""
+        return Watch(uuid, self._watchers)
 
     @property
     def watcher_count(self) -> int:

@@ -43,7 +43,8 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # A WebSocket sends no http.response.start: no wrapper to keep alive for its lifetime.
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         except Exception:
             errors.exception("unexpected error", extra={"request_id": request_id, "path": scope.get("path")})
             if scope["type"] == "http" and status == 0:

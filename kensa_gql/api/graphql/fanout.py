@@ -40,7 +40,7 @@ from strawberry.types import ExecutionResult as StrawberryResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.aio import aclosing
 
-from kensa_gql.api.graphql.prepared import chosen_operation
+from kensa_gql.api.graphql.prepared import PreparedDocuments, chosen_operation
 from kensa_gql.domain import videos as domain
 
 MEMORY = 256  # changes remembered; each is sent to its subscribers within moments
@@ -92,14 +92,6 @@ def _memo_key(executor: Any) -> tuple[int, tuple[tuple[str, Any], ...]] | None:
     except TypeError:
         return None
     return key
-
-
-def remembered_result(executor: Any, payload: object) -> ExecutionResult | None:
-    """The result this operation already produced for this shared event, if any."""
-    results = _results.get(payload)
-    key = None if results is None else _memo_key(executor)
-    hit = None if results is None or key is None else results.get(key)
-    return hit[1] if hit is not None and hit[0] is executor.operation else None
 
 
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
@@ -172,11 +164,31 @@ class _Handler(Protocol):
     async def handle_task_exception(self, error: Exception) -> None: ...
 
 
-async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> tuple[Any, Any] | None:
-    """The executor and source stream for ``operation``, or None to let Strawberry run it."""
+class Lean:
+    """What a lean subscription keeps between changes: no executor, only what rebuilds one."""
+
+    __slots__ = ("document", "key", "name", "operation", "stream")
+
+    def __init__(self, document: Any, name: str | None, executor: Any, stream: Any) -> None:
+        self.document = document
+        self.name = name
+        self.operation = executor.operation
+        self.key = _memo_key(executor)
+        self.stream = stream
+
+    def remembered(self, payload: object) -> ExecutionResult | None:
+        results = _results.get(payload)
+        hit = None if results is None or self.key is None else results.get(self.key)
+        return hit[1] if hit is not None and hit[0] is self.operation else None
+
+
+async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> Lean | None:
+    """The source stream of ``operation`` ready for ``run_lean``, or None to let Strawberry run it."""
     schema = handler.schema
-    documents = getattr(schema, "prepared", None)
-    document = documents.get(operation.query) if documents is not None and documents.enabled else None
+    documents: PreparedDocuments | None = getattr(schema, "prepared", None)
+    if documents is None or not documents.enabled:
+        return None
+    document = documents.get(operation.query)
     if document is None:
         return None
     chosen = chosen_operation(document, operation.operation_name)
@@ -187,9 +199,7 @@ async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> tupl
     if node.operation is not OperationKind.SUBSCRIPTION or len(selections) != 1 or not isinstance(
             selections[0], FieldNode) or selections[0].directives:
         return None
-    executor = schema.execution_context_class.build(
-        schema._schema, document, handler.root_value, handler.context, operation.variables, name,
-        operation_extensions=None)
+    executor = _executor(handler, operation, document, name, handler.root_value)
     if isinstance(executor, list):  # variables refused: Strawberry reports it
         return None
     stream = create_source_event_stream(executor)
@@ -197,24 +207,36 @@ async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> tupl
         stream = await stream
     if isinstance(stream, ExecutionResult):  # refused before streaming (NOT_FOUND...): Strawberry reports it
         return None
-    return executor, stream
+    operation.query = documents.text(operation.query)  # one copy of the text for all its subscribers
+    return Lean(document, name, executor, stream)
 
 
-async def run_lean(handler: _Handler, operation: Operation[Any, Any], executor: Any, stream: Any) -> None:
-    """Send each event of ``stream`` as ``next``, then ``complete``; as Strawberry's run_operation does."""
+def _executor(handler: _Handler, operation: Operation[Any, Any], document: Any, name: str | None,
+              root_value: Any) -> Any:
+    """What Strawberry has graphql-core build for a subscription (with ``root_value`` as the event)."""
+    schema = handler.schema
+    return schema.execution_context_class.build(schema._schema, document, root_value, handler.context,
+                                                operation.variables, name, operation_extensions=None)
+
+
+async def run_lean(handler: _Handler, operation: Operation[Any, Any], lean: Lean) -> None:
+    """Send each event of the stream as ``next``, then ``complete``; as Strawberry's run_operation does."""
     try:
         try:
-            async with aclosing(stream):
-                async for payload in stream:
-                    # After the first subscriber of a change, no per-event executor is even built.
-                    result = remembered_result(executor, payload)
+            async with aclosing(lean.stream):
+                async for payload in lean.stream:
+                    # The first subscriber of a change executes it; the others find its result.
+                    result = lean.remembered(payload)
                     if result is None:
-                        outcome = execute_subscription_event(executor.build_per_event_executor(payload))
+                        outcome = execute_subscription_event(
+                            _executor(handler, operation, lean.document, lean.name, payload))
                         result = await outcome if isawaitable(outcome) else outcome
                     if result.errors:
                         await operation.send_next(await _rendered(handler, operation, result))
                     else:
                         await operation.send_next(StrawberryResult(data=result.data, errors=None))
+                    # Not kept while waiting for the next change: the first one is this subscriber's own.
+                    del payload, result
         except Exception as exc:  # raised by the source stream: reported like Strawberry, then complete
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
             await operation.send_next(await _rendered(handler, operation, ExecutionResult(None, [error])))

@@ -48,17 +48,23 @@ class PreparedDocuments:
 
     def __init__(self, size: int = DOCUMENTS) -> None:
         self._size = size
-        self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
+        self._documents: OrderedDict[str, tuple[str, DocumentNode]] = OrderedDict()
         self.enabled = True
 
     def get(self, query: str) -> DocumentNode | None:
-        document = self._documents.get(query)
-        if document is not None:
-            self._documents.move_to_end(query)
-        return document
+        entry = self._documents.get(query)
+        if entry is None:
+            return None
+        self._documents.move_to_end(query)
+        return entry[1]
+
+    def text(self, query: str) -> str:
+        """The remembered copy of ``query`` (equal text), so long-lived operations share one."""
+        entry = self._documents.get(query)
+        return query if entry is None else entry[0]
 
     def remember(self, query: str, document: DocumentNode) -> None:
-        self._documents[query] = document
+        self._documents[query] = (query, document)
         self._documents.move_to_end(query)
         while len(self._documents) > self._size:
             self._documents.popitem(last=False)

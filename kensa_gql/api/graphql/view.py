@@ -19,7 +19,7 @@ from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, SubscribeMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
@@ -54,6 +54,13 @@ def _check_document(query: object, limit: int) -> None:
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     view: KensaGraphQL
 
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_init_received:
+            # Cancelled by now: kept, the task would hold its CancelledError, traceback and frames
+            # for the life of the socket (about 2 KB each, with ten thousand sockets).
+            self.connection_init_timeout_task = None
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # A subscription to a document Strawberry has accepted before streams through the lean
         # loop in fanout.py (far fewer objects per subscriber); anything else runs as usual.
@@ -61,7 +68,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if lean is None:
             await super().run_operation(operation)
         else:
-            await fanout.run_lean(self, operation, *lean)
+            await fanout.run_lean(self, operation, lean)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
@@ -176,6 +183,7 @@ class KensaGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         try:
             context.sign_in(await authenticate(context.connection, context.connection_params))
+            context.connection_params = None  # it carried the key; nothing else reads it
         except Unauthenticated as exc:
             # graphql-transport-ws: close 4403; legacy graphql-ws: connection_error, then close.
             payload: dict[str, object] = {"message": exc.message, "extensions": {"code": exc.code}}

@@ -5,6 +5,7 @@ rendered with their codes, and ``complete``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -163,3 +164,39 @@ async def test_a_refused_subscription_is_answered_by_strawberry(harness: Harness
     assert [m["type"] for m in sent] == ["error"]
     assert [e["extensions"]["code"] for e in sent[0]["payload"]] == ["NOT_FOUND"]
     await settle(first, refused)
+
+
+async def test_a_connected_socket_keeps_neither_its_timeout_task_nor_its_key(harness: Harness,
+                                                                              make_user: Any) -> None:
+    user = await make_user(credits=1)
+    scope = {"type": "websocket", "path": "/graphql", "headers": [], "app": harness.app, "query_string": b""}
+    socket = Socket()
+    context = Context(HTTPConnection(scope))
+    handler = _TransportWSHandler(view=harness.view, websocket=socket, context=context,  # type: ignore[arg-type]
+                                  root_value=None, schema=harness.view.schema,
+                                  connection_init_wait_timeout=timedelta(seconds=10))
+    handler.on_request_accepted()
+    await handler.handle_connection_init({"type": "connection_init",  # type: ignore[typeddict-item]
+                                          "payload": {"Authorization": f"Bearer {user.key}"}})
+    assert socket.sent == [{"type": "connection_ack"}]
+    assert handler.connection_init_timeout_task is None and context.connection_params is None
+    assert (await context.principal()).email == user.email
+
+
+async def test_a_lean_subscription_holds_few_objects(harness: Harness) -> None:
+    # A budget for what each subscriber costs the cyclic collector (and memory): with ten
+    # thousand subscribers, every object here is ten thousand objects to scan in a full collection.
+    warm, warm_socket = await harness.subscribe()
+    await warm_socket.until(nexts(1))
+    gc.collect()
+    before = len(gc.get_objects())
+    held = []
+    for _ in range(50):
+        handler, socket = await harness.subscribe()
+        await socket.until(nexts(1))
+        held.append(handler)
+    gc.collect()
+    per_subscriber = (len(gc.get_objects()) - before) / 50
+    assert all(lean(h) for h in held)
+    assert per_subscriber < 60, per_subscriber
+    await settle(warm, *held)
