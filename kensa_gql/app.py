@@ -118,13 +118,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
 
     media_dir.mkdir(parents=True, exist_ok=True)
     gql = graphql_app(settings)
+    # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Mount("/api/v1", routes=rest.routes()),
         # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
         Route("/graphql", gql),
+        Mount("/api/v1", routes=rest.routes()),
         WebSocketRoute("/graphql", gql),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -25,10 +25,11 @@ from sqlalchemy.sql import Select
 from kensa_gql.adapters.db import accounts_store, videos_store
 from kensa_gql.adapters.db.accounts_store import AccountsStore, KeyRecord, key_record
 from kensa_gql.adapters.db.uow import UnitOfWork
-from kensa_gql.adapters.db.videos_store import VideosStore, video_from_mapping
+from kensa_gql.adapters.db.videos_store import VideosStore, video_from_values
 from kensa_gql.domain.videos import Video
 
-_COLUMNS = tuple(c.name for c in videos_store.OWNED_VIDEO.selected_columns)
+assert tuple(c.name for c in videos_store.OWNED_PAGE.selected_columns) == videos_store.VIDEO_COLUMN_NAMES
+assert tuple(c.name for c in videos_store.OWNED_VIDEO.selected_columns) == videos_store.VIDEO_COLUMN_NAMES
 
 
 class _Compiled:
@@ -47,10 +48,6 @@ _OWNED_VIDEO = _Compiled(videos_store.OWNED_VIDEO)
 _OWNED_COUNT = _Compiled(videos_store.OWNED_COUNT)
 _OWNED_PAGE = _Compiled(videos_store.OWNED_PAGE)
 _KEY_BY_PREFIX = _Compiled(accounts_store.KEY_BY_PREFIX)
-
-
-def _video(values: Sequence[Any]) -> Video:
-    return video_from_mapping(dict(zip(_COLUMNS, values, strict=True)))
 
 
 class Reads:
@@ -104,14 +101,14 @@ class Reads:
         except sqlite3.OperationalError:
             self.fallbacks += 1
             return None
-        return [_video(r) for r in rows], int(total)
+        return [video_from_values(r) for r in rows], int(total)
 
     async def owned_video(self, uuid: str, user_id: int) -> Video | None:
         """The owner's non-deleted video, or None: unknown, deleted and foreign look the same."""
         if self._path is not None:
             rows = self._fetch(_OWNED_VIDEO, {"uuid": uuid, "user_id": user_id})
             if rows is not None:
-                return _video(rows[0]) if rows else None
+                return video_from_values(rows[0]) if rows else None
         async with self._reading() as uow:
             return await VideosStore(uow).get_owned(uuid, user_id)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,27 @@ OWNED_PAGE = (select(*_VIDEO_COLUMNS).where(_LIVE).order_by(videos.c.created_at_
 
 def video_from_row(row: Any) -> Video:
     return video_from_mapping(row._mapping)
+
+
+_STATUSES = {status.value: status for status in VideoStatus}
+VIDEO_COLUMN_NAMES = ("id", "uuid", "user_id", "prompt", "model", "status", "progress", "provider", "video_url",
+                      "thumbnail_url", "start_image_url", "duration", "resolution", "aspect_ratio", "file_size",
+                      "credits_used", "generation_time", "error_message", "created_at_ms", "completed_at_ms",
+                      "deleted_at_ms")
+assert tuple(c.name for c in _VIDEO_COLUMNS) == VIDEO_COLUMN_NAMES, "video_from_values unpacks in this order"
+
+
+def video_from_values(values: Sequence[Any]) -> Video:
+    """A video from a raw driver row of the owner statements' columns, in their order (the read path)."""
+    (id_, uuid, user_id, prompt, model, status, progress, provider, video_url, thumbnail_url, start_image_url,
+     duration, resolution, aspect_ratio, file_size, credits_used, generation_time, error_message, created_at_ms,
+     completed_at_ms, deleted_at_ms) = values
+    return Video(id=id_, uuid=uuid, user_id=user_id, prompt=prompt, model=model, status=_STATUSES[status],
+                 progress=progress, provider=provider, video_url=video_url, thumbnail_url=thumbnail_url,
+                 start_image_url=start_image_url, duration=duration, resolution=resolution,
+                 aspect_ratio=aspect_ratio, file_size=file_size, credits_used=credits_used,
+                 generation_time=generation_time, created_at_ms=created_at_ms, completed_at_ms=completed_at_ms,
+                 error_message=error_message, deleted=deleted_at_ms is not None)
 
 
 def video_from_mapping(r: Mapping[str, Any]) -> Video:
