@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.netguard import check_public_host
 from kensa_gql.adapters.providers.registry import build_providers, check_routes
 from kensa_gql.adapters.pubsub import VideoEvents
@@ -52,7 +54,10 @@ async def readyz(request: Request) -> Response:
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    # Events are reported, not required: without them REST and queries still work, and watchers
+    # catch up from the database once the channel is back.
+    events = "ok" if request.app.state.events.healthy else "reconnecting"
+    return JSONResponse({"status": "ok", "database": "ok", "events": events})
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
@@ -68,7 +73,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         media_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.database_url)
         db = Database(engine)
-        events = VideoEvents(settings.broadcast_url)
+        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
                                  limits=httpx.Limits(max_connections=100))

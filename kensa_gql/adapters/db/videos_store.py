@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import idempotency_keys, tasks, videos
-from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.adapters.db.uow import Database, UnitOfWork
 from kensa_gql.domain.errors import InvalidTransition
 from kensa_gql.domain.videos import Video, VideoStatus
 
@@ -92,6 +93,14 @@ class VideosStore:
     async def get_by_uuid(self, uuid: str) -> Video | None:
         row = (await self._uow.conn.execute(select(*_VIDEO_COLUMNS).where(videos.c.uuid == uuid))).first()
         return None if row is None else video_from_row(row)
+
+    async def get_by_uuids(self, uuids: Sequence[str]) -> list[Video]:
+        found: list[Video] = []
+        for start in range(0, len(uuids), 500):  # keeps each IN (...) list well under driver limits
+            rows = await self._uow.conn.execute(
+                select(*_VIDEO_COLUMNS).where(videos.c.uuid.in_(list(uuids[start:start + 500]))))
+            found += [video_from_row(r) for r in rows]
+        return found
 
     async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
         live = and_(videos.c.user_id == user_id, videos.c.deleted_at_ms.is_(None))
@@ -208,3 +217,9 @@ class VideosStore:
     async def drop_idempotency(self, user_id: int, key: str) -> None:
         await self._uow.conn.execute(delete(idempotency_keys).where(
             idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))
+
+
+async def videos_by_uuid(db: Database, uuids: Sequence[str]) -> list[Video]:
+    """The current rows of these videos (for event subscribers catching up after a gap)."""
+    async with db.reading() as uow:
+        return await VideosStore(uow).get_by_uuids(uuids)
