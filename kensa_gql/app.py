@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -17,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.engine import create_engine
@@ -25,7 +25,7 @@ from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_routes
+from kensa_gql.adapters.providers.registry import build_providers, check_route_names, check_routes
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.api.middleware import RequestContext
@@ -63,6 +63,7 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
+    check_route_names(settings.routes, catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
 

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
-from kensa_gql.domain.errors import KensaError
+from kensa_gql.domain.errors import Conflict, KensaError
 from kensa_gql.domain.ledger import PackageType
 from kensa_gql.settings import Settings, SettingsError, load_settings
 
@@ -20,6 +20,13 @@ T = TypeVar("T")
 
 class CliError(Exception):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (scripts grep stderr), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -43,7 +50,7 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kensa-gql", description="GraphQL gateway for AI video generation")
+    parser = _Parser(prog="kensa-gql", description="GraphQL gateway for AI video generation")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve REST, GraphQL and media (with the task runner)")
@@ -62,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     create = users_sub.add_parser("create", help="create a user; prints the API key last")
     create.add_argument("email")
     create.add_argument("--credits", type=_positive_int, default=0)
-    ensure = users_sub.add_parser("ensure-demo", help="create a demo user if there are no users yet")
+    ensure = users_sub.add_parser("ensure-demo", help="create the demo user (or a new key for it); prints the key")
     ensure.add_argument("--email", default="demo@kensa.local")
     ensure.add_argument("--credits", type=_positive_int, default=100)
 
@@ -119,18 +126,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         print(f"key prefix: {issued.prefix} (use it to revoke the key)")
         print(issued.key)
     elif args.command == "users" and args.users_command == "ensure-demo":
-        async def ensure(db: Database) -> str | None:
-            if await accounts.count_users(db=db) > 0:
-                return None
-            _, issued = await accounts.create_user(args.email, credits=args.credits, db=db)
-            return issued.key
+        async def ensure(db: Database) -> tuple[bool, str]:
+            # Only a hash of a key is stored, so an existing demo user gets a fresh key each time.
+            try:
+                _, issued = await accounts.create_user(args.email, credits=args.credits, db=db)
+                return True, issued.key
+            except Conflict:
+                return False, (await accounts.create_key(args.email, db=db)).key
 
-        key = _with_db(settings, ensure)
-        if key is None:
-            print("users exist already; create a key with: kensa-gql keys create EMAIL")
-        else:
-            print(f"demo user {args.email} with {args.credits} credits; API key:")
-            print(key)
+        created, key = _with_db(settings, ensure)
+        what = f"created demo user {args.email} with {args.credits} credits" if created else \
+            f"demo user {args.email} exists; issued a new API key"
+        print(f"{what}. API key:")
+        print(key)
     elif args.command == "keys" and args.keys_command == "create":
         issued = _with_db(settings, lambda db: accounts.create_key(args.email, db=db))
         print(f"key prefix: {issued.prefix}")

@@ -84,9 +84,23 @@ class Runner:
                     await asyncio.wait_for(self._wake.wait(), self._config.claim_interval)
         finally:
             heartbeat.cancel()
+            held = list(self._running)
             for task in list(self._running.values()):
                 task.cancel()
             await asyncio.gather(heartbeat, *self._running.values(), return_exceptions=True)
+            await self._release_leases(held)
+
+    async def _release_leases(self, video_ids: list[int]) -> None:
+        """On a clean shutdown, hand our tasks back at once instead of waiting out the lease."""
+        if not video_ids:
+            return
+        try:
+            async with self._deps.db.writing() as uow:
+                for vid in video_ids:
+                    await VideosStore(uow).release_lease(vid, self.owner)
+                await uow.commit()
+        except Exception:
+            log.warning("could not release leases on shutdown; they will expire", exc_info=True)
 
     async def claim_once(self) -> int:
         room = self._config.max_running - len(self._running)
@@ -102,8 +116,13 @@ class Runner:
                 continue
             driver = asyncio.create_task(self._drive_safely(task), name=f"drive-{task.video_id}")
             self._running[task.video_id] = driver
-            driver.add_done_callback(lambda _t, vid=task.video_id: self._running.pop(vid, None))
+            driver.add_done_callback(self._forget_driver)
         return len(claimed)
+
+    def _forget_driver(self, driver: asyncio.Task[None]) -> None:
+        for vid, running in list(self._running.items()):
+            if running is driver:
+                del self._running[vid]
 
     async def _heartbeat(self) -> None:
         interval = self._config.lease_seconds / 3
@@ -140,6 +159,11 @@ class Runner:
     async def _drive(self, task: Task) -> None:
         video = await self._load(task.video_id)
         if video is None:
+            return
+        if video.status.is_terminal:  # finished but its task row survived: just tidy up
+            async with self._deps.db.writing() as uow:
+                await VideosStore(uow).finish_task(video.id)
+                await uow.commit()
             return
         failures = 0
         while not video.status.is_terminal:

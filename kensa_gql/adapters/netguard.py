@@ -16,7 +16,7 @@ async def resolve(host: str, port: int = 443) -> list[ipaddress.IPv4Address | ip
     loop = asyncio.get_running_loop()
     infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
                                    RESOLVE_TIMEOUT_SECONDS)
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 async def check_public_host(host: str) -> None:

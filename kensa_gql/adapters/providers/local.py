@@ -43,7 +43,7 @@ class LocalProvider:
         self._pool = pool
         self._seconds = generation_seconds
         self._failure_rate = failure_rate
-        self._rng = rng or random.Random()  # noqa: S311 - failure drills, not security
+        self._rng = rng or random.Random()
         self._jobs: dict[str, _Job] = {}
         # At least three progress reports over the generation time.
         self.poll_interval = max(0.05, generation_seconds / 6)

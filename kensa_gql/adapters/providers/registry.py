@@ -25,6 +25,19 @@ def build_providers(settings: Settings, *, http: httpx.AsyncClient, pool: CpuPoo
     return providers
 
 
+def check_route_names(routes: Mapping[str, Sequence[str]], catalog: Catalog) -> None:
+    """Fail fast, before anything starts, on a route naming an unknown model or provider."""
+    for model, names in routes.items():
+        if catalog.get(model) is None:
+            raise SettingsError(f"KENSA_ROUTES: unknown model {model!r}")
+        if not names or not isinstance(names, list):
+            raise SettingsError(f"KENSA_ROUTES: {model} needs a non-empty list of providers")
+        for name in names:
+            if name not in KNOWN:
+                raise SettingsError(f"KENSA_ROUTES: {model} routes to unknown provider {name!r} "
+                                    f"(known: {', '.join(KNOWN)})")
+
+
 def check_routes(routes: Mapping[str, Sequence[str]], providers: Mapping[str, VideoProvider],
                  catalog: Catalog) -> None:
     for model, names in routes.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +27,7 @@ _HTTP_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 
                413: "PAYLOAD_TOO_LARGE"}
 
 
-def error_response(code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(code: str, message: str, *, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"success": False, "error": {"code": code, "message": message}},
                         status_code=HTTP_STATUS.get(code, 500), headers=headers)
 

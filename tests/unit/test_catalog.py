@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kensa_gql.domain.catalog import Catalog
+from kensa_gql.domain.errors import BadUserInput
+
+CATALOG = Catalog.load()
+BASE = {"prompt": "a cat", "model": "sora-2", "duration": 10, "aspectRatio": "16:9"}
+
+
+def test_the_catalogue_lists_the_four_models_with_the_vendors_limits() -> None:
+    assert [m.id for m in CATALOG.models] == ["sora-2", "veo-3-1", "wan-2-6", "seedance-1-5"]
+    seedance = CATALOG.get("seedance-1-5")
+    assert seedance is not None and seedance.durations == tuple(range(4, 13)) and seedance.max_duration == 12
+    assert CATALOG.get("veo-3-1").durations == (4, 6, 8)  # type: ignore[union-attr]
+
+
+def test_a_ten_second_720p_sora_video_costs_two_credits_as_in_the_reference() -> None:
+    assert CATALOG.get("sora-2").price(10, "720p") == 2  # type: ignore[union-attr]
+
+
+def test_prices_round_up_to_whole_credits() -> None:
+    spec = CATALOG.get("seedance-1-5")
+    assert spec is not None
+    assert spec.price(5, "480p") == 8  # 1.42 * 5 = 7.1 -> 8
+    assert all(spec.price(d, r) >= 1 for d in spec.durations for r in spec.resolutions)
+
+
+def test_quality_defaults_to_the_models_first_resolution() -> None:
+    assert CATALOG.validate(BASE).resolution == "720p"
+    assert CATALOG.validate({**BASE, "model": "seedance-1-5", "duration": 5}).resolution == "480p"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"model": "sora-3"}, "model"),
+    ({"model": None}, "model"),
+    ({"model": 7}, "model"),
+    ({"duration": 7}, "duration"),
+    ({"duration": "10"}, "duration"),
+    ({"duration": True}, "duration"),
+    ({"duration": 10.5}, "duration"),
+    ({"aspectRatio": "1:1"}, "aspectRatio"),
+    ({"quality": "4k"}, "quality"),
+    ({"quality": 720}, "quality"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x" * 5001}, "prompt"),
+    ({"prompt": ["a"]}, "prompt"),
+    ({"startImageUrl": "ftp://example.com/a.jpg"}, "startImageUrl"),
+    ({"startImageUrl": "http://127.0.0.1/a.jpg"}, "startImageUrl"),
+])
+def test_invalid_requests_are_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(BadUserInput) as info:
+        CATALOG.validate({**BASE, **change})
+    assert info.value.field == field
+    assert info.value.message.startswith(field)
+
+
+@pytest.mark.parametrize("missing", ["prompt", "model", "duration", "aspectRatio"])
+def test_missing_required_fields_are_refused(missing: str) -> None:
+    raw = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(BadUserInput, match=f"^{missing}: is required"):
+        CATALOG.validate(raw)
+
+
+def test_a_disabled_model_is_refused() -> None:
+    text = Catalog.load().models  # the real file has all enabled; build a disabled variant
+    disabled = Catalog.from_toml("""
+[models.m]
+name = "M"
+provider = "X"
+modes = ["text-to-video"]
+durations = [4]
+resolutions = ["720p"]
+aspect_ratios = ["16:9"]
+max_prompt_length = 10
+enabled = false
+price_per_second = { "720p" = "1" }
+""")
+    assert text
+    with pytest.raises(BadUserInput, match="unknown or disabled"):
+        disabled.validate({"prompt": "a", "model": "m", "duration": 4, "aspectRatio": "16:9"})
+
+
+def test_image_to_video_is_refused_on_a_text_only_model() -> None:
+    text_only = Catalog.from_toml("""
+[models.t]
+name = "T"
+provider = "X"
+modes = ["text-to-video"]
+durations = [4]
+resolutions = ["720p"]
+aspect_ratios = ["16:9"]
+max_prompt_length = 10
+enabled = true
+price_per_second = { "720p" = "1" }
+""")
+    with pytest.raises(BadUserInput, match="image-to-video") as info:
+        text_only.validate({"prompt": "a", "model": "t", "duration": 4, "aspectRatio": "16:9",
+                            "startImageUrl": "https://example.com/a.jpg"})
+    assert info.value.field == "startImageUrl"
