@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Runner:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self.last_claim_at: float | None = None  # time.monotonic() of the last successful claim round
 
     def wake(self) -> None:
         self._wake.set()
@@ -76,9 +78,20 @@ class Runner:
     async def run(self) -> None:
         """Claim and drive tasks until cancelled."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
+        failures = 0
         try:
             while True:
-                await self.claim_once()
+                try:
+                    await self.claim_once()
+                    failures = 0
+                    self.last_claim_at = time.monotonic()
+                except Exception:
+                    # A database restart or failover must not end the loop: a worker whose runner
+                    # died would stay up doing nothing. Back off and try again.
+                    failures += 1
+                    log.exception("claiming tasks failed (%d in a row); retrying", failures)
+                    await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._config.claim_interval)

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from pathlib import Path
 
 import uvicorn
 
 from kensa_gql import logs
 from kensa_gql.app import create_app
+from kensa_gql.runner import Runner
 from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,15 @@ def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None
                 ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on")
 
 
+async def _report_health(runner: Runner, path: Path, *, every: float) -> None:
+    """Touch ``path`` while the runner's claim rounds succeed; a stale file means an unhealthy worker."""
+    while True:
+        last = runner.last_claim_at
+        if last is not None and time.monotonic() - last < max(3 * every, 10.0):
+            await asyncio.to_thread(path.touch)
+        await asyncio.sleep(every)
+
+
 def run_worker(settings: Settings) -> None:
     logs.configure(settings.log_format, settings.log_level)
 
@@ -36,7 +48,13 @@ def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with app.router.lifespan_context(app):
             log.info("worker %s running", app.state.runner.owner)
+            health = None
+            if settings.worker_health_file:
+                health = asyncio.create_task(_report_health(app.state.runner, Path(settings.worker_health_file),
+                                                            every=2.0), name="worker-health")
             await stop.wait()
+            if health is not None:
+                health.cancel()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     claim_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     claim_batch: int = Field(default=16, ge=1, le=1000)
     max_running_tasks: int = Field(default=64, ge=1, le=100_000)
+    # `kensa-gql worker` touches this file while its claim loop reaches the database (a container
+    # healthcheck reads its age); empty: no file.
+    worker_health_file: str = ""
 
     max_video_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     routes: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)

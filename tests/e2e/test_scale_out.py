@@ -10,7 +10,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select
@@ -24,7 +26,7 @@ from kensa_gql.domain.videos import Video, VideoStatus
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
 from tests.audit import audit_ledger
-from tests.backends import require_redis
+from tests.backends import POSTGRES_URL, require_redis
 from tests.processes import GatewayProcess, Replica, Worker, gateway_env
 
 pytestmark = [pytest.mark.parametrize("database_url", ["postgres"], indirect=True), pytest.mark.timeout(240)]
@@ -185,3 +187,46 @@ async def test_a_worker_killed_mid_generation_loses_nothing(
     assert any(len(s) > 1 for s in seen.values()), "no intermediate status ever arrived"
     print(f"SIGKILL: all 6 COMPLETED {recovered:.1f}s after the kill (lease 2s); ledger exact; "
           f"the Redis subscriber saw {sum(len(s) for s in seen.values())} updates")
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_a_worker_rides_out_a_database_outage(
+        deployment: Settings, database: Database, processes: list[GatewayProcess], tmp_path: Path) -> None:
+    # given a worker reporting its health in a file, and an API replica
+    health = tmp_path / "worker-alive"
+    env = gateway_env(deployment, KENSA_WORKER_HEALTH_FILE=str(health))
+    api, worker = Replica("api", env, tmp_path), Worker("worker", env, tmp_path)
+    launch(processes, api, worker)
+    async with asyncio.timeout(30):
+        while not health.exists():  # noqa: ASYNC110 - another process writes it
+            await asyncio.sleep(0.05)
+    name = urlsplit(deployment.database_url).path.lstrip("/")
+    user_id, headers = await make_user(database, credits=3)
+    await database.dispose()  # our own pool must not hold connections across the outage
+    # when the database refuses and drops every connection for a while
+    try:
+        await _admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        await asyncio.to_thread(worker.wait_for_log, r"claiming tasks failed \(2 in a row\)", 60)
+    finally:
+        await _admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    # then, once it is back, the same worker process still picks up and finishes new work
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        async with asyncio.timeout(60):
+            while (r := await client.post("/api/v1/video/generate", json=GENERATE, headers=headers)).status_code != 200:
+                assert r.status_code >= 500, r.text  # the replica's own pool may need a moment too
+                await asyncio.sleep(0.2)
+            uuid = r.json()["data"]["uuid"]
+            while (await client.get(f"/api/v1/video/{uuid}", headers=headers)).json()["data"]["status"] \
+                    != "COMPLETED":  # noqa: ASYNC110 - polling another process
+                await asyncio.sleep(0.1)
+    assert worker.process is not None and worker.process.poll() is None
+    audit = await audit_ledger(database, user_id)
+    assert (audit.used, audit.available) == (1, 2)
