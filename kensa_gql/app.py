@@ -23,9 +23,16 @@ from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_routes
+from kensa_gql.adapters.providers.registry import (
+    build_providers,
+    callback_urls,
+    check_route_names,
+    check_routes,
+    configured_names,
+)
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
+from kensa_gql.api import webhooks
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
@@ -58,6 +65,8 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
+    # Before anything starts: a route to a vendor without its key is a configuration error.
+    check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
 
@@ -109,6 +118,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
+        Mount("/webhooks", routes=webhooks.routes()),
         Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media"),
     ]
     middleware = [Middleware(RequestContext)]
@@ -120,6 +130,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
     app.state.settings = settings
+    app.state.callbacks = callback_urls(settings)
     return app
 
 
