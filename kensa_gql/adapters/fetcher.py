@@ -5,7 +5,8 @@ the checked address itself (TLS still verifies the real host name via SNI), so a
 answer differently between check and connect. Redirects are followed by hand and each target is
 checked the same way. Size, content type and total time are limited.
 
-Stand-in until the storage branch's fetcher lands (same name and signature).
+Stand-in until the storage branch's fetcher is merged: same name, call shape and keyword names;
+that one replaces this file (and tests/adapters/providers/test_fetcher_standin.py) on merge.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 
 async def fetch_image(client: httpx.AsyncClient, url: str, *, max_bytes: int,
-                      resolve: Resolver = system_resolve,
-                      time_limit: float = TIMEOUT_SECONDS) -> tuple[bytes, str]:
+                      timeout: float = TIMEOUT_SECONDS,  # noqa: ASYNC109 - the whole fetch
+                      resolver: Resolver = system_resolve) -> tuple[bytes, str]:
     """The image's bytes and content type.
 
     A bad URL, address, answer or file is ContentRejected; an outage is ProviderUnavailable.
     """
     try:
-        async with asyncio.timeout(time_limit):
+        async with asyncio.timeout(timeout):
             for _ in range(MAX_REDIRECTS + 1):
-                response_or_next = await _fetch_once(client, url, max_bytes=max_bytes, resolve=resolve)
+                response_or_next = await _fetch_once(client, url, max_bytes=max_bytes, resolve=resolver)
                 if isinstance(response_or_next, tuple):
                     return response_or_next
                 url = response_or_next

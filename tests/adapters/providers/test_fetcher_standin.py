@@ -1,4 +1,7 @@
-"""The safe fetcher for start images: no private addresses, before or after redirects; limits."""
+"""The stand-in safe fetcher for start images: no private addresses, before or after redirects.
+
+Replaced, with kensa_gql/adapters/fetcher.py, by the storage branch's fetcher and tests on merge.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ async def test_connects_to_the_checked_address_with_the_real_host_name() -> None
 
     async with client(handler) as http:
         data, kind = await fetch_image(http, "https://images.example.com/a/first.png?v=1", max_bytes=1000,
-                                       resolve=resolve)
+                                       resolver=resolve)
     assert (data, kind) == (PNG, "image/png")
     [request] = seen
     assert request.url.host == PUBLIC and request.url.path == "/a/first.png" and request.url.query == b"v=1"
@@ -65,7 +68,7 @@ async def test_refuses_private_loopback_and_metadata_addresses(url: str) -> None
 
     async with client(handler) as http:
         with pytest.raises(ContentRejected):
-            await fetch_image(http, url, max_bytes=1000, resolve=resolve)
+            await fetch_image(http, url, max_bytes=1000, resolver=resolve)
     assert calls == []
 
 
@@ -80,7 +83,7 @@ async def test_refuses_redirects_to_private_addresses(target: str) -> None:
 
     async with client(handler) as http:
         with pytest.raises(ContentRejected):
-            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolve=resolve)
+            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolver=resolve)
     assert hosts == [PUBLIC]  # the private target was never contacted
 
 
@@ -95,14 +98,14 @@ async def test_follows_a_redirect_to_another_public_host() -> None:
 
     async with client(handler) as http:
         assert (await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000,
-                                  resolve=resolve))[0] == PNG
+                                  resolver=resolve))[0] == PNG
     assert hosts == ["images.example.com", "cdn.example.com"]
 
 
 async def test_gives_up_after_too_many_redirects() -> None:
     async with client(lambda r: httpx.Response(302, headers={"location": "/again"})) as http:
         with pytest.raises(ContentRejected, match="redirects"):
-            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolve=resolve)
+            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolver=resolve)
 
 
 @pytest.mark.parametrize(("response", "error"), [
@@ -114,13 +117,13 @@ async def test_gives_up_after_too_many_redirects() -> None:
 async def test_limits_type_size_and_status(response: httpx.Response, error: type[Exception]) -> None:
     async with client(lambda r: response) as http:
         with pytest.raises(error):
-            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolve=resolve)
+            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolver=resolve)
 
 
 async def test_an_unresolvable_host_is_refused() -> None:
     async with client(image) as http:
         with pytest.raises(ContentRejected, match="resolve"):
-            await fetch_image(http, "https://nowhere.example.com/x.png", max_bytes=1000, resolve=resolve)
+            await fetch_image(http, "https://nowhere.example.com/x.png", max_bytes=1000, resolver=resolve)
 
 
 async def test_a_slow_server_times_out() -> None:
@@ -130,5 +133,5 @@ async def test_a_slow_server_times_out() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as http:
         with pytest.raises(ProviderUnavailable, match="timed out"):
-            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolve=resolve,
-                              time_limit=0.1)
+            await fetch_image(http, "https://images.example.com/x.png", max_bytes=1000, resolver=resolve,
+                              timeout=0.1)
