@@ -32,10 +32,10 @@ from kensa_gql.adapters.providers.registry import (
 )
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
-from kensa_gql.api import webhooks
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
 from kensa_gql.runner import Runner, RunnerConfig
@@ -116,9 +116,9 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     media_dir.mkdir(parents=True, exist_ok=True)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Mount("/webhooks", routes=webhook_routes()),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
-        Mount("/webhooks", routes=webhooks.routes()),
         Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media"),
     ]
     middleware = [Middleware(RequestContext)]

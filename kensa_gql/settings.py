@@ -99,6 +99,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
     @field_validator("evolink_api_key", "openai_api_key", "gemini_api_key", "dashscope_api_key",
                      "ark_api_key", mode="before")
     @classmethod
@@ -121,17 +132,6 @@ class Settings(BaseSettings):
             raise ValueError("must be the vendor's origin without the API version path "
                              "(e.g. https://api.evolink.ai, not .../v1)")
         return f"{parts.scheme}://{parts.netloc}{path}"
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
-        return value
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
 
 def load_settings(**overrides: Any) -> Settings:
