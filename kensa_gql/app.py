@@ -23,7 +23,13 @@ from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_route_names, check_routes
+from kensa_gql.adapters.providers.registry import (
+    build_providers,
+    callback_urls,
+    check_route_names,
+    check_routes,
+    configured_names,
+)
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
@@ -31,6 +37,7 @@ from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
 from kensa_gql.runner import Runner, RunnerConfig
@@ -62,7 +69,8 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
-    check_route_names(settings.routes, catalog)
+    # Before anything starts: a route to a vendor without its key is a configuration error.
+    check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
     # Built here, not in the lifespan, so a bad KENSA_STORAGE_URL stops `serve` with a clean message.
@@ -120,6 +128,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     gql = graphql_app(settings)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Mount("/webhooks", routes=webhook_routes()),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
         # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
@@ -138,6 +147,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
     app.state.settings = settings
+    app.state.callbacks = callback_urls(settings)
     return app
 
 

@@ -65,9 +65,18 @@ class Runner:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._nudges: dict[int, asyncio.Event] = {}
 
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self, video_id: int) -> None:
+        """Poll this task now instead of at its next interval (a vendor's callback said it changed)."""
+        event = self._nudges.get(video_id)
+        if event is not None:
+            event.set()
+        else:
+            self.wake()
 
     @property
     def running(self) -> int:
@@ -145,6 +154,7 @@ class Runner:
                     self._running[vid].cancel()
 
     async def _drive_safely(self, task: Task) -> None:
+        self._nudges[task.video_id] = asyncio.Event()
         try:
             await self._drive(task)
         except (LeaseLost, InvalidTransition) as exc:
@@ -154,6 +164,8 @@ class Runner:
         except Exception:
             log.exception("driving video %s failed; its lease will expire and it will be retried",
                           task.video_id)
+        finally:
+            self._nudges.pop(task.video_id, None)
 
     # -- one task ---------------------------------------------------------------------------------
     async def _drive(self, task: Task) -> None:
@@ -194,6 +206,13 @@ class Runner:
                 await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
                 return
             if status.state is JobState.FAILED:
+                if status.retryable and task.route_index + 1 < len(task.route):
+                    # A passing failure (overload, vendor timeout): the next provider makes it afresh.
+                    log.warning("video %s failed at %s (%s); failing over to %s", video.uuid, name,
+                                status.error, task.route[task.route_index + 1])
+                    await self._write_task(task, route_index=task.route_index + 1, provider_task_id=None)
+                    task = await self._reload_task(task)
+                    continue
                 await self._transition(video, VideoStatus.FAILED,
                                        error_message=status.error or f"{name} reported a failure")
                 return
@@ -303,7 +322,13 @@ class Runner:
 
     async def _sleep(self, task: Task, seconds: float) -> None:
         await self._write_task(task, next_run_at_ms=now_ms() + int(seconds * 1000))
-        await asyncio.sleep(seconds)
+        nudged = self._nudges.get(task.video_id)
+        if nudged is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(nudged.wait(), seconds)
+        nudged.clear()
 
     async def _transition(self, video: Video, target: VideoStatus, **values: Any) -> Video:
         """Change status (and its ledger effect) in one transaction, then publish."""

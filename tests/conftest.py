@@ -22,6 +22,9 @@ from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
 
+# Vendor emulators' fixtures (sample_video, emulator_for), for the provider tests.
+pytest_plugins = ["tests.emulators.fixtures"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -47,10 +50,11 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 class LiveServer:
     """uvicorn serving ``create_app(settings)`` in a thread with its own event loop."""
 
-    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+    def __init__(self, settings: Settings, *, run_worker: bool = True, public_url: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"}),
+        # public_url: what the gateway believes it is reachable at (e.g. https behind a proxy).
+        self.app = create_app(settings.model_copy(update={"public_url": public_url or self.url}),
                               run_worker=run_worker)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws_per_message_deflate=False)
