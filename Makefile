@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Node graphql-ws client that tests/e2e drives (node_modules are never committed).
+NODE_CLIENT := tests/e2e/node
+$(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) $(NODE_CLIENT)/node_modules/.package-lock.json
 
 run: install
 	$(BIN)/kensa-gql db upgrade

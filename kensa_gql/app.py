@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from kensa_gql.adapters.cpu_pool import CpuPool
@@ -25,12 +25,21 @@ from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_route_names, check_routes
+from kensa_gql.adapters.providers.registry import (
+    build_providers,
+    callback_urls,
+    check_route_names,
+    check_routes,
+    configured_names,
+)
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
+from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
 from kensa_gql.runner import Runner, RunnerConfig
@@ -40,6 +49,8 @@ from kensa_gql.services.routing import Router
 from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
 
 
 async def healthz(_request: Request) -> Response:
@@ -63,15 +74,24 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
-    check_route_names(settings.routes, catalog)
+    # Before anything starts: a route to a vendor without its key is a configuration error.
+    check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
+    # Built here, not in the lifespan, so a bad KENSA_STORAGE_URL stops `serve` with a clean message.
+    storage = storage_from_url(settings.storage_url, media_dir=media_dir, public_url=settings.public_url,
+                               s3_public_url=settings.s3_public_url,
+                               s3_url_expiry_seconds=settings.s3_url_expiry_seconds,
+                               s3_addressing_style=settings.s3_addressing_style)
+    media_root = storage.root if isinstance(storage, LocalStorage) else media_dir
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate if migrate is not None else settings.is_sqlite:
             await asyncio.to_thread(upgrade, settings.database_url)
         media_dir.mkdir(parents=True, exist_ok=True)
+        if run_worker:  # only the runner writes to storage; an API-only process needs no bucket access
+            await storage.check()
         engine = create_engine(settings.database_url)
         db = Database(engine)
         events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db))
@@ -81,7 +101,6 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         providers = build_providers(settings, http=http, pool=pool, work_dir=work_dir)
         check_routes(settings.routes, providers, catalog)
         router = Router(settings.routes, providers)
-        storage = storage_from_url(settings.storage_url, media_dir=media_dir, public_url=settings.public_url)
         runner: Runner | None = None
         deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host)
         if run_worker:
@@ -111,11 +130,18 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await db.dispose()
 
     media_dir.mkdir(parents=True, exist_ok=True)
+    gql = graphql_app(settings)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Mount("/webhooks", routes=webhook_routes()),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=rest.routes()),
-        Mount("/media", app=StaticFiles(directory=media_dir, check_dir=False), name="media"),
+        # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
+        Route("/graphql", gql),
+        WebSocketRoute("/graphql", gql),
+        # Only finished media is public: work in progress under media/.work never is.
+        *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
+          for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]
     if settings.cors_origins:
@@ -126,6 +152,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
     app.state.settings = settings
+    app.state.callbacks = callback_urls(settings)
     return app
 
 

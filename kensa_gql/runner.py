@@ -36,7 +36,7 @@ from kensa_gql.services.deps import Deps
 log = logging.getLogger(__name__)
 
 SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
-STORE_ATTEMPTS = 3           # downloading / storing the result
+STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
 
 
@@ -67,9 +67,18 @@ class Runner:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self.last_claim_at: float | None = None  # time.monotonic() of the last successful claim round
+        self._nudges: dict[int, asyncio.Event] = {}
 
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self, video_id: int) -> None:
+        """Poll this task now instead of at its next interval (a vendor's callback said it changed)."""
+        event = self._nudges.get(video_id)
+        if event is not None:
+            event.set()
+        else:
+            self.wake()
 
     @property
     def running(self) -> int:
@@ -158,6 +167,7 @@ class Runner:
                     self._running[vid].cancel()
 
     async def _drive_safely(self, task: Task) -> None:
+        self._nudges[task.video_id] = asyncio.Event()
         try:
             await self._drive(task)
         except (LeaseLost, InvalidTransition) as exc:
@@ -167,6 +177,8 @@ class Runner:
         except Exception:
             log.exception("driving video %s failed; its lease will expire and it will be retried",
                           task.video_id)
+        finally:
+            self._nudges.pop(task.video_id, None)
 
     # -- one task ---------------------------------------------------------------------------------
     async def _drive(self, task: Task) -> None:
@@ -207,6 +219,13 @@ class Runner:
                 await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
                 return
             if status.state is JobState.FAILED:
+                if status.retryable and task.route_index + 1 < len(task.route):
+                    # A passing failure (overload, vendor timeout): the next provider makes it afresh.
+                    log.warning("video %s failed at %s (%s); failing over to %s", video.uuid, name,
+                                status.error, task.route[task.route_index + 1])
+                    await self._write_task(task, route_index=task.route_index + 1, provider_task_id=None)
+                    task = await self._reload_task(task)
+                    continue
                 await self._transition(video, VideoStatus.FAILED,
                                        error_message=status.error or f"{name} reported a failure")
                 return
@@ -247,14 +266,16 @@ class Runner:
         return await self._reload_task(task), video
 
     async def _finish(self, video: Video, result: ResultFile) -> Video:
-        video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+        if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
+            video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
         for attempt in range(STORE_ATTEMPTS):
             try:
                 stored_video, stored_thumb = await self._store(video, result)
                 break
             except ProviderUnavailable as exc:
                 log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
-                await asyncio.sleep(BACKOFF_BASE_SECONDS * 2 ** attempt)
+                if attempt + 1 < STORE_ATTEMPTS:
+                    await asyncio.sleep(min(BACKOFF_BASE_SECONDS * 2 ** (attempt + 1), 60.0))
             except ProviderError as exc:
                 return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
         else:
@@ -272,16 +293,21 @@ class Runner:
                 raise ContentRejected("the provider reported success without a result")
             source = await download(self._http, result.url, headers=result.headers,
                                     max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
-        thumb = result.thumbnail_path
-        if thumb is None:
-            thumb = self._config.work_dir / f"{video.uuid}.jpg"
-            try:
-                await self._pool.run(make_thumbnail, str(source), str(thumb))
-            except ThumbnailError as exc:
+        try:
+            thumb = result.thumbnail_path
+            if thumb is None:
+                thumb = self._config.work_dir / f"{video.uuid}.jpg"
+                try:
+                    await self._pool.run(make_thumbnail, str(source), str(thumb))
+                except ThumbnailError as exc:
+                    source.unlink(missing_ok=True)
+                    raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+            stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
+            stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+        except BaseException:
+            if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
                 source.unlink(missing_ok=True)
-                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-        stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
-        stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+            raise
         return stored_video, stored_thumb
 
     def _estimate(self, video: Video) -> int:
@@ -309,7 +335,13 @@ class Runner:
 
     async def _sleep(self, task: Task, seconds: float) -> None:
         await self._write_task(task, next_run_at_ms=now_ms() + int(seconds * 1000))
-        await asyncio.sleep(seconds)
+        nudged = self._nudges.get(task.video_id)
+        if nudged is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(nudged.wait(), seconds)
+        nudged.clear()
 
     async def _transition(self, video: Video, target: VideoStatus, **values: Any) -> Video:
         """Change status (and its ledger effect) in one transaction, then publish."""

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,9 @@ from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
 from tests.backends import PostgresDatabases
+
+# Vendor emulators' fixtures (sample_video, emulator_for), for the provider tests.
+pytest_plugins = ["tests.emulators.fixtures"]
 
 
 def free_port() -> int:
@@ -70,10 +73,11 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 class LiveServer:
     """uvicorn serving ``create_app(settings)`` in a thread with its own event loop."""
 
-    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+    def __init__(self, settings: Settings, *, run_worker: bool = True, public_url: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"}),
+        # public_url: what the gateway believes it is reachable at (e.g. https behind a proxy).
+        self.app = create_app(settings.model_copy(update={"public_url": public_url or self.url}),
                               run_worker=run_worker)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws_per_message_deflate=False)
@@ -130,3 +134,22 @@ def make_user(db: Database) -> Any:
 async def client(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as c:
         yield c
+
+
+Serve = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def serve(settings: Settings) -> Iterator[Serve]:
+    """Start live servers with ``settings`` changed by keyword (and with or without the runner)."""
+    servers: list[LiveServer] = []
+
+    def start(*, run_worker: bool = True, **overrides: Any) -> LiveServer:
+        server = LiveServer(settings.model_copy(update=overrides), run_worker=run_worker)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

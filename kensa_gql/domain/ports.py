@@ -49,6 +49,7 @@ class JobStatus:
     progress: int | None = None      # 0..100 as the vendor reports it, None when it has none
     result: ResultFile | None = None  # set when SUCCEEDED
     error: str | None = None          # the vendor's message when FAILED
+    retryable: bool = False           # FAILED for a passing reason (overload, vendor timeout): fail over
 
 
 class VideoProvider(Protocol):
@@ -71,6 +72,12 @@ class VideoProvider(Protocol):
         ...
 
 
+class CallbackVerifier(Protocol):
+    """Checks the per-task token in a vendor's callback URL."""
+
+    def verify(self, provider: str, video_uuid: str, token: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     url: str
@@ -80,8 +87,12 @@ class StoredFile:
 class Storage(Protocol):
     """Where finished videos and thumbnails live, served to clients by URL."""
 
+    async def check(self) -> None:
+        """At start-up: fail (SettingsError) when the store cannot be reached or written."""
+        ...
+
     async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
-        """Store the file at ``key`` (moving or copying it) and return its public URL and size."""
+        """Store the file at ``key`` (the source is consumed) and return its public URL and size."""
         ...
 
 

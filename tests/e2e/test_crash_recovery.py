@@ -127,3 +127,40 @@ async def test_a_clean_shutdown_hands_its_tasks_back_at_once(settings: Any, db: 
     async with db.reading() as uow:
         row = (await uow.conn.execute(sql_select(tasks.c.lease_owner, tasks.c.lease_until_ms))).one()
     assert row.lease_owner is None and row.lease_until_ms is None
+
+
+async def test_a_video_left_uploading_by_a_crash_is_finished_by_the_next_runner(settings: Any, db: Database,
+                                                                              make_user: Any) -> None:
+    from sqlalchemy import update
+
+    from kensa_gql.adapters.db.tables import tasks, videos
+    from tests.conftest import LiveServer
+    from tests.support import wait_for_status
+
+    user = await make_user(credits=100)
+    # given a video that a dead runner had moved to UPLOADING
+    api_only = LiveServer(settings, run_worker=False)
+    api_only.start()
+    try:
+        async with httpx.AsyncClient(base_url=api_only.url) as client:
+            uuid = (await client.post("/api/v1/video/generate", json=GENERATE, headers=user.headers)).json()[
+                "data"]["uuid"]
+    finally:
+        api_only.stop()
+    async with db.writing() as uow:
+        await uow.conn.execute(update(videos).where(videos.c.uuid == uuid).values(
+            status="UPLOADING", progress=99, provider="local"))
+        await uow.conn.execute(update(tasks).values(provider_task_id=f"local-{uuid}"))
+        await uow.commit()
+    # when a runner starts
+    server = LiveServer(settings)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            video = await wait_for_status(client, user, uuid, {"COMPLETED", "FAILED"})
+    finally:
+        server.stop()
+    # then it completes and is charged exactly once
+    assert video["status"] == "COMPLETED"
+    balance = await accounts.get_balance(accounts.Principal(user.user_id, user.email), db=db)
+    assert (balance.frozen, balance.used) == (0, 6)

@@ -154,6 +154,12 @@ class VideosStore:
             .returning(*tasks.c))
         return [_task(r) for r in result]
 
+    async def task_by_video_uuid(self, uuid: str) -> Task | None:
+        """The runner task of a video still in flight, whoever holds it."""
+        row = (await self._uow.conn.execute(
+            select(tasks).join(videos, videos.c.id == tasks.c.video_id).where(videos.c.uuid == uuid))).first()
+        return None if row is None else _task(row)
+
     async def task_for(self, video_id: int, owner: str) -> Task | None:
         row = (await self._uow.conn.execute(
             select(tasks).where(tasks.c.video_id == video_id, tasks.c.lease_owner == owner))).first()

@@ -8,12 +8,26 @@ import shutil
 from pathlib import Path
 
 from kensa_gql.domain.ports import StoredFile
+from kensa_gql.settings import SettingsError
 
 
 class LocalStorage:
     def __init__(self, root: Path, *, base_url: str) -> None:
         self.root = root.resolve()
         self.base_url = base_url.rstrip("/")
+
+    async def check(self) -> None:
+        """Fail start-up when the directory cannot be created or written."""
+        def probe() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(self.root)
+
+        try:
+            await asyncio.to_thread(probe)
+        except OSError as exc:
+            raise SettingsError(f"KENSA_STORAGE_URL: cannot write to {self.root} "
+                                f"({type(exc).__name__})") from None
 
     async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
         target = (self.root / key).resolve()
@@ -30,5 +44,6 @@ class LocalStorage:
             os.replace(source, partial)
         except OSError:  # another filesystem: copy instead of rename
             shutil.copyfile(source, partial)
+            source.unlink(missing_ok=True)
         os.replace(partial, target)
         return target.stat().st_size

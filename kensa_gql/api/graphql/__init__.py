@@ -1,0 +1,1 @@
+"""The GraphQL API at /graphql: queries, mutations and the live ``videoStatus`` subscription."""

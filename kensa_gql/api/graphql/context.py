@@ -1,0 +1,72 @@
+"""Who is calling and with what: one context per HTTP request or per WebSocket.
+
+HTTP and WebSocket authenticate through the same helper, ``authenticate``: the key comes from a
+``connection_init`` payload's ``Authorization`` entry (any case) when there is one, otherwise
+from the request's ``Authorization: Bearer`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from kensa_gql.adapters.pubsub import VideoEvents
+from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
+from kensa_gql.services.deps import Deps
+
+
+def _authorization_param(params: Mapping[str, Any] | None) -> str | None:
+    """The ``Authorization`` value of a connection_init payload; "" (never valid) if not a string."""
+    if not params:
+        return None
+    for name, value in params.items():
+        if isinstance(name, str) and name.lower() == "authorization":
+            return value if isinstance(value, str) else ""
+    return None
+
+
+async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
+    """The caller's principal, from the connection_init payload or else the Authorization header."""
+    authenticator: Authenticator = connection.app.state.authenticator
+    header = _authorization_param(params)
+    if header is None:
+        header = connection.headers.get("authorization")
+    return await authenticator.authenticate(bearer_token(header))
+
+
+class Context:
+    """What resolvers get as ``info.context``.
+
+    Over WebSocket one context serves every operation on the socket, so it holds only the
+    connection's identity and the app's long-lived services, never per-operation caches.
+    """
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        state = connection.app.state
+        self.connection = connection
+        self.deps: Deps = state.deps
+        self.events: VideoEvents = state.events
+        self.request_id: str | None = connection.scope.get("state", {}).get("request_id")
+        # Set by Strawberry from a WebSocket's connection_init payload.
+        self.connection_params: dict[str, Any] | None = None
+        self._principal: Principal | None = None
+        self._authenticating: asyncio.Task[Principal] | None = None
+
+    def sign_in(self, principal: Principal) -> None:
+        self._principal = principal
+
+    async def principal(self) -> Principal:
+        """The authenticated caller; raises Unauthenticated. Looked up at most once per context."""
+        if self._principal is not None:
+            return self._principal
+        if self.connection.scope["type"] == "websocket":
+            raise Unauthenticated()  # on_ws_connect signs every accepted socket in
+        if self._authenticating is None:
+            # Several root fields may ask at once; they share one lookup.
+            self._authenticating = asyncio.ensure_future(authenticate(self.connection))
+        self._principal = await self._authenticating
+        return self._principal

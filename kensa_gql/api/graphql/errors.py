@@ -1,0 +1,87 @@
+"""The GraphQL rendering of the error tree: ``extensions.code`` is the REST code.
+
+Expected errors (a public ``KensaError``) keep their message and get their code. Errors about the
+document itself (syntax, validation, limits, variables) stay readable: clients need them to fix
+the query. Anything else is a fault of ours: the client sees a generic message and
+``INTERNAL_SERVER_ERROR``, and the log gets the real error once, with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+
+from kensa_gql.api.rest.errors import HTTP_STATUS
+from kensa_gql.domain.errors import BadUserInput, KensaError
+
+log = logging.getLogger("kensa_gql.errors")
+
+INTERNAL_MESSAGE = "Internal server error"
+_DOCUMENT_ERRORS = (GraphQLError, CannotGetOperationTypeError, InvalidOperationTypeError)
+
+
+def public_error(exc: BaseException | None) -> KensaError | None:
+    """The KensaError a client may see, else None.
+
+    REST's status table is the one list of which codes are the client's business (a 4xx);
+    reading it here keeps both renderings of the error tree in step.
+    """
+    if isinstance(exc, KensaError) and HTTP_STATUS.get(exc.code, 500) < 500:
+        return exc
+    return None
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for our own faults: neither a public KensaError nor a problem with the document."""
+    original = error.original_error
+    if public_error(original) is not None:
+        return False
+    if original is None or isinstance(original, _DOCUMENT_ERRORS):
+        # Errors without a path come from parsing, validation or variable coercion; with a path
+        # and no cause, graphql-core is reporting a broken result (a null in a non-null field).
+        return error.path is not None
+    return True
+
+
+def document_code(error: GraphQLError) -> str:
+    return "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLSyntaxError) else "GRAPHQL_VALIDATION_FAILED"
+
+
+def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
+    for error in errors:
+        if is_unexpected(error):
+            cause = error.original_error or error
+            log.error("unexpected error resolving %s: %s", ".".join(map(str, error.path or [])) or "?",
+                      error.message, exc_info=cause, extra={"request_id": request_id})
+
+
+class ErrorCodes(MaskErrors):
+    """Gives every error an ``extensions.code``; masks the unexpected ones."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected, error_message=INTERNAL_MESSAGE)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._render(error) for error in errors]
+
+    def _render(self, error: GraphQLError) -> GraphQLError:
+        known = public_error(error.original_error)
+        if known is not None:
+            extensions: dict[str, Any] = {"code": known.code}
+            if isinstance(known, BadUserInput) and known.field:
+                extensions["field"] = known.field
+            return GraphQLError(known.message, nodes=error.nodes, source=error.source,
+                                positions=error.positions, path=error.path, extensions=extensions)
+        if is_unexpected(error):
+            return GraphQLError(INTERNAL_MESSAGE, nodes=error.nodes, source=error.source,
+                                positions=error.positions, path=error.path,
+                                extensions={"code": "INTERNAL_SERVER_ERROR"})
+        if error.extensions and "code" in error.extensions:
+            return error
+        extensions = {**(error.extensions or {}), "code": document_code(error)}
+        return GraphQLError(error.message, nodes=error.nodes, source=error.source, positions=error.positions,
+                            path=error.path, extensions=extensions)

@@ -1,0 +1,73 @@
+"""The schema: one Query, Mutation and Subscription assembled from the areas, plus its defences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from graphql import ASTValidationRule, GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from kensa_gql.api.graphql.account import AccountQueries
+from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
+from kensa_gql.api.graphql.limits import SafeParserCache, max_aliases_rule, max_depth_rule
+from kensa_gql.api.graphql.models import ModelQueries
+from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
+from kensa_gql.settings import Settings
+
+
+@strawberry.type(description="Reading: the caller, the catalogue, videos and credits.")
+class Query(AccountQueries, ModelQueries, VideoQueries):
+    pass
+
+
+@strawberry.type(description="Making and deleting videos.")
+class Mutation(VideoMutations):
+    pass
+
+
+@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws or legacy graphql-ws).")
+class Subscription(VideoSubscriptions):
+    pass
+
+
+class KensaSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        # Strawberry logs every error; expected ones (NOT_FOUND, bad input) are not worth a traceback.
+        context = execution_context.context if execution_context is not None else None
+        log_unexpected(errors, getattr(context, "request_id", None))
+
+
+def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """The per-operation extensions, configured by ``settings``; rules are built here, once."""
+    rules: list[type[ASTValidationRule]] = [max_depth_rule(settings.graphql_max_depth),
+                                         max_aliases_rule(settings.graphql_max_aliases)]
+    if not settings.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    max_tokens = settings.graphql_max_tokens
+    return [
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        SafeParserCache,
+        # The same rule classes every time, so ValidationCache's key repeats and it hits.
+        lambda: AddValidationRules(rules),
+        ValidationCache,
+        ErrorCodes,
+    ]
+
+
+def build_schema(settings: Settings) -> KensaSchema:
+    config = StrawberryConfig(disable_field_suggestions=not settings.introspection)
+    ext: list[Any] = extensions(settings)
+    return KensaSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=ext,
+                       config=config)
+
+
+def export_schema() -> str:
+    """The SDL clients code against (``kensa-gql export-schema`` prints it; schema.graphql holds it)."""
+    schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+    return schema.as_str() + "\n"

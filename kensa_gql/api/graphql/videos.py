@@ -1,0 +1,200 @@
+"""Videos: the types, the queries, generate/delete, and the live ``videoStatus`` subscription."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from kensa_gql.api import render
+from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
+from kensa_gql.api.graphql.context import Context
+from kensa_gql.domain import videos as domain
+from kensa_gql.domain.errors import NotFound
+from kensa_gql.domain.paging import page_of
+from kensa_gql.services import videos as service
+
+
+@strawberry.enum(description="Where a video is in its life; COMPLETED and FAILED are final.")
+class VideoStatus(enum.Enum):
+    PENDING = strawberry.enum_value("PENDING", description="Accepted and queued; its credits are frozen.")
+    GENERATING = strawberry.enum_value("GENERATING", description="A provider is making it; see `progress`.")
+    UPLOADING = strawberry.enum_value("UPLOADING", description="Made; being stored.")
+    COMPLETED = strawberry.enum_value("COMPLETED",
+                                      description="Ready at `videoUrl`; its credits are used.")
+    FAILED = strawberry.enum_value("FAILED", description="Not made; its credits were given back.")
+
+
+_STATUS = {s.value: VideoStatus(s.value) for s in domain.VideoStatus}
+
+
+@strawberry.type(description="A video: what was asked for, where it stands, and the result once made.")
+class Video:
+    id: strawberry.ID = strawberry.field(
+        description="Equal to `uuid`, so client caches normalise videos without configuration.")
+    uuid: strawberry.ID = strawberry.field(description="The video's public identifier.")
+    prompt: str = strawberry.field(description="The text the video was made from.")
+    model: str = strawberry.field(description="The model's id (see `models`).")
+    status: VideoStatus = strawberry.field(description="Where the video is in its life.")
+    progress: int = strawberry.field(description="0 to 100; 100 once completed. Never goes down.")
+    provider: str | None = strawberry.field(description="The provider making it, once one has taken it.")
+    video_url: str | None = strawberry.field(description="The MP4, once completed.")
+    thumbnail_url: str | None = strawberry.field(description="A JPEG still, once completed.")
+    start_image_url: str | None = strawberry.field(description="The image it starts from (image-to-video).")
+    duration: int = strawberry.field(description="Length in seconds.")
+    resolution: str | None = strawberry.field(description="For example `720p`.")
+    aspect_ratio: str = strawberry.field(description="For example `16:9`.")
+    file_size: int | None = strawberry.field(description="Size of the MP4 in bytes, once completed.")
+    credits_used: int = strawberry.field(description="The price in credits (frozen until it completes).")
+    generation_time: int | None = strawberry.field(description="Seconds from request to completion.")
+    created_at: str = strawberry.field(description="When it was requested (UTC ISO 8601, milliseconds, `Z`).")
+    completed_at: str | None = strawberry.field(description="When it completed (same format as `createdAt`).")
+    error_message: str | None = strawberry.field(description="Why it failed, when it failed.")
+
+    @classmethod
+    def from_domain(cls, v: domain.Video) -> Video:
+        return cls(id=strawberry.ID(v.uuid), uuid=strawberry.ID(v.uuid), prompt=v.prompt, model=v.model,
+                   status=_STATUS[v.status.value], progress=v.progress, provider=v.provider,
+                   video_url=v.video_url, thumbnail_url=v.thumbnail_url, start_image_url=v.start_image_url,
+                   duration=v.duration, resolution=v.resolution, aspect_ratio=v.aspect_ratio,
+                   file_size=v.file_size, credits_used=v.credits_used, generation_time=v.generation_time,
+                   created_at=render.timestamp(v.created_at_ms) or "",
+                   completed_at=render.timestamp(v.completed_at_ms), error_message=v.error_message)
+
+
+@strawberry.type(description="A video's status alone: cheap to poll.")
+class VideoTask:
+    uuid: strawberry.ID = strawberry.field(description="The video's public identifier.")
+    status: VideoStatus = strawberry.field(description="Where the video is in its life.")
+    progress: int = strawberry.field(description="0 to 100; 100 once completed.")
+
+    @classmethod
+    def from_domain(cls, v: domain.Video) -> VideoTask:
+        return cls(uuid=strawberry.ID(v.uuid), status=_STATUS[v.status.value], progress=v.progress)
+
+
+@strawberry.type(description="One page of the caller's videos, newest first.")
+class VideoPage:
+    videos: list[Video] = strawberry.field(description="The videos on this page.")
+    total: int = strawberry.field(description="How many videos the caller has in all.")
+    page: int = strawberry.field(description="This page's number, from 1.")
+    page_size: int = strawberry.field(description="Videos per page.")
+
+
+@strawberry.type(description="The outcome of `deleteVideo`.")
+class DeleteVideoResult:
+    uuid: strawberry.ID = strawberry.field(description="The deleted video.")
+    deleted: bool = strawberry.field(description="Always true: failures are errors.")
+
+
+@strawberry.input(description="What to make. The model decides which durations, ratios and qualities exist.")
+class GenerateVideoInput:
+    prompt: str = strawberry.field(description="What the video should show.")
+    model: str = strawberry.field(description="A model id from `models`.")
+    duration: int = strawberry.field(description="Seconds; one of the model's `durations`.")
+    aspect_ratio: str = strawberry.field(description="One of the model's `aspectRatios`.")
+    # UNSET rather than None: the contract has no default values here, only nullability.
+    quality: str | None = strawberry.field(
+        default=strawberry.UNSET, description="One of the model's `resolutions`; its first by default.")
+    start_image_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="A public https URL of an image to start from (image-to-video models).")
+    idempotency_key: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Retry-safe key (like REST's Idempotency-Key header): the same key with the same input "
+                    "returns the first video instead of making another.")
+
+    def as_request(self) -> dict[str, Any]:
+        """The REST request body this input stands for, so both APIs hash a request alike."""
+        raw: dict[str, Any] = {"prompt": self.prompt, "model": self.model, "duration": self.duration,
+                               "aspectRatio": self.aspect_ratio}
+        if isinstance(self.quality, str):
+            raw["quality"] = self.quality
+        if isinstance(self.start_image_url, str):
+            raw["startImageUrl"] = self.start_image_url
+        return raw
+
+    @property
+    def key(self) -> str | None:
+        return self.idempotency_key if isinstance(self.idempotency_key, str) else None
+
+
+GenerateInputArg = Annotated[GenerateVideoInput, strawberry.argument(description="What to make.")]
+
+
+@strawberry.type
+class VideoQueries:
+    @strawberry.field(description="The caller's videos, newest first (deleted ones excluded).")
+    async def videos(self, info: Info[Context, None], page: PageArg = 1,
+                     page_size: PageSizeArg = 20) -> VideoPage:
+        principal = await info.context.principal()
+        paging = page_of(page, page_size)
+        items, total = await service.list_videos(principal, paging, deps=info.context.deps)
+        return VideoPage(videos=[Video.from_domain(v) for v in items], total=total, page=paging.page,
+                         page_size=paging.page_size)
+
+    @strawberry.field(description="One of the caller's videos; null when unknown, deleted or not theirs.")
+    async def video(self, info: Info[Context, None], uuid: UuidArg) -> Video | None:
+        video = await service.find_video(uuid, await info.context.principal(), deps=info.context.deps)
+        return None if video is None else Video.from_domain(video)
+
+    @strawberry.field(description="A video's status alone; null when unknown, deleted or not the caller's.")
+    async def video_task(self, info: Info[Context, None], uuid: UuidArg) -> VideoTask | None:
+        video = await service.find_video(uuid, await info.context.principal(), deps=info.context.deps)
+        return None if video is None else VideoTask.from_domain(video)
+
+
+@strawberry.type
+class VideoMutations:
+    @strawberry.mutation(description="Freeze the price and queue a video. Follow it with `videoStatus`.")
+    async def generate_video(self, info: Info[Context, None], input: GenerateInputArg) -> Video:
+        principal = await info.context.principal()
+        result = await service.generate_video(input.as_request(), principal, idempotency_key=input.key,
+                                              deps=info.context.deps)
+        return Video.from_domain(result.video)
+
+    @strawberry.mutation(
+        description="Delete one of the caller's videos (one still in flight finishes and is paid).")
+    async def delete_video(self, info: Info[Context, None], uuid: UuidArg) -> DeleteVideoResult:
+        deleted = await service.delete_video(uuid, await info.context.principal(), deps=info.context.deps)
+        return DeleteVideoResult(uuid=strawberry.ID(deleted), deleted=True)
+
+
+_RANK = {domain.VideoStatus.PENDING: 0, domain.VideoStatus.GENERATING: 1, domain.VideoStatus.UPLOADING: 2,
+         domain.VideoStatus.COMPLETED: 3, domain.VideoStatus.FAILED: 3}
+
+
+def _newer(change: domain.Video, sent: domain.Video) -> bool:
+    """Whether ``change`` moves the video on from what the client already has."""
+    return (_RANK[change.status], change.progress) > (_RANK[sent.status], sent.progress)
+
+
+@strawberry.type
+class VideoSubscriptions:
+    @strawberry.subscription(description="The video now, then once per change of status or progress; "
+                                         "completes after COMPLETED or FAILED.")
+    async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncGenerator[Video, None]:
+        # Authorised before the stream starts, so NOT_FOUND ends only this operation, cleanly.
+        context = info.context
+        principal = await context.principal()
+        video = await service.get_video(uuid, principal, deps=context.deps)
+        return _follow(context, video)
+
+
+async def _follow(context: Context, video: domain.Video) -> AsyncGenerator[Video, None]:
+    async with context.events.watch(video.uuid) as watch:
+        # Read again now that changes are being watched: one made before the watch began is in
+        # this snapshot, one made after it is in the watch. Either way nothing is missed.
+        principal = await context.principal()
+        sent = await service.get_video(video.uuid, principal, deps=context.deps)
+        yield Video.from_domain(sent)
+        while not sent.status.is_terminal:
+            change = await watch.next()
+            if change.deleted:
+                raise NotFound()  # deleted while watched: the same answer a new subscriber gets
+            if _newer(change, sent):
+                sent = change
+                yield Video.from_domain(sent)

@@ -1,0 +1,164 @@
+"""The ASGI app at /graphql: Strawberry's view with our context, authentication and size limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
+from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
+from strawberry.types.unset import UNSET, UnsetType
+
+from kensa_gql.api.graphql.context import Context, authenticate
+from kensa_gql.api.graphql.schema import build_schema
+from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.settings import Settings
+
+# Room for variables on top of the document itself (a generate request's prompt, mostly).
+VARIABLES_ALLOWANCE = 64 * 1024
+# Browsers send connection_init at once; an idle unauthenticated socket should not linger.
+CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+
+
+class DocumentTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request is larger than {limit} bytes")
+        self.limit = limit
+
+    def as_graphql_error(self) -> GraphQLError:
+        return GraphQLError(str(self), extensions={"code": "PAYLOAD_TOO_LARGE"})
+
+
+def _check_document(query: object, limit: int) -> None:
+    # Characters first: a string with fewer characters than the limit / 4 cannot exceed it.
+    if isinstance(query, str) and len(query) * 4 > limit and len(query.encode()) > limit:
+        raise DocumentTooLarge(limit)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    view: KensaGraphQL
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            try:
+                _check_document(message["payload"].get("query"), self.view.max_document_bytes)
+            except DocumentTooLarge as exc:
+                # An error for this operation only: the socket's other operations carry on.
+                await self.send_message({"id": message["id"], "type": "error",
+                                         "payload": [exc.as_graphql_error().formatted]})
+                return
+        await super().handle_subscribe(message)
+
+
+class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    view: KensaGraphQL
+
+    async def handle_start(self, message: StartMessage) -> None:
+        if self.connection_acknowledged:
+            try:
+                _check_document(message["payload"].get("query"), self.view.max_document_bytes)
+            except DocumentTooLarge as exc:
+                await self.send_message({"type": "error", "id": message["id"],
+                                         "payload": exc.as_graphql_error().formatted})
+                return
+        await super().handle_start(message)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class KensaGraphQL(GraphQL[Context, None]):
+    """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
+
+    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_ws_handler_class = _LegacyWSHandler
+
+    def __init__(self, schema: BaseSchema, *, max_document_bytes: int, graphiql: bool,
+                 max_subscriptions_per_connection: int, allowed_origins: Sequence[str]) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=True,
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+                         connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
+                         max_subscriptions_per_connection=max_subscriptions_per_connection,
+                         allowed_origins=allowed_origins)
+        self.max_document_bytes = max_document_bytes
+        self.max_body_bytes = max_document_bytes + VARIABLES_ALLOWANCE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._too_large(self.max_body_bytes, scope, receive, send)
+            return
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await super().__call__(scope, capped, send)
+        except _BodyTooLarge:
+            await self._too_large(self.max_body_bytes, scope, receive, send)
+        except DocumentTooLarge as exc:
+            await self._too_large(exc.limit, scope, receive, send)
+
+    async def _too_large(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {"errors": [DocumentTooLarge(limit).as_graphql_error().formatted]}
+        response = Response(json.dumps(body), status_code=413, media_type="application/json")
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[
+            GraphQLRequestData]:
+        if request.method == "GET":
+            _check_document(request.query_params.get("query"), self.max_document_bytes)
+        data = await super().parse_http_body(request)
+        for item in data if isinstance(data, list) else [data]:
+            _check_document(item.query, self.max_document_bytes)
+        return data
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        return Context(request)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        try:
+            context.sign_in(await authenticate(context.connection, context.connection_params))
+        except Unauthenticated as exc:
+            # graphql-transport-ws: close 4403; legacy graphql-ws: connection_error, then close.
+            payload: dict[str, object] = {"message": exc.message, "extensions": {"code": exc.code}}
+            raise ConnectionRejectionError(payload) from None
+        unset: UnsetType = UNSET
+        return unset
+
+    def encode_json(self, data: Any) -> str:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def graphql_app(settings: Settings) -> KensaGraphQL:
+    """The /graphql app for ``settings``; mount it with Route and WebSocketRoute (not Mount)."""
+    return KensaGraphQL(build_schema(settings), max_document_bytes=settings.graphql_max_document_bytes,
+                        graphiql=settings.graphiql,
+                        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+                        allowed_origins=settings.cors_origins)
