@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -25,8 +26,9 @@ from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.domain.videos import Video, VideoStatus
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
+from tests.api.graphql.wire import VIDEO_STATUS, generate, open_session
 from tests.audit import audit_ledger
-from tests.backends import POSTGRES_URL, require_redis
+from tests.backends import POSTGRES_URL, PrivateRedis, require_redis
 from tests.processes import GatewayProcess, Replica, Worker, gateway_env
 
 pytestmark = [pytest.mark.parametrize("database_url", ["postgres"], indirect=True), pytest.mark.timeout(240)]
@@ -230,3 +232,85 @@ async def test_a_worker_rides_out_a_database_outage(
     assert worker.process is not None and worker.process.poll() is None
     audit = await audit_ledger(database, user_id)
     assert (audit.used, audit.available) == (1, 2)
+
+
+async def _status_of(db: Database, uuid: str) -> str:
+    async with db.reading() as uow:
+        status: str = (await uow.conn.execute(select(videos.c.status).where(videos.c.uuid == uuid))).scalar_one()
+    return status
+
+
+async def _follow_over_websocket(replica: Replica, key: str, uuid: str) -> list[dict[str, Any]]:
+    session = await open_session(replica.url, key=key)
+    try:
+        assert (await session.receive())["type"] == "connection_ack"
+        await session.subscribe("follow", VIDEO_STATUS, {"uuid": uuid})
+        return await session.until_done("follow")
+    finally:
+        await session.close()
+
+
+async def _key_for(db: Database) -> tuple[int, str]:
+    principal, issued = await accounts.create_user("watcher@example.test", credits=5, db=db)
+    return principal.user_id, issued.key
+
+
+async def test_a_subscriber_on_one_replica_follows_a_video_generated_through_another(
+        deployment: Settings, database: Database, processes: list[GatewayProcess], tmp_path: Path) -> None:
+    # given replicas A and B and a worker, sharing PostgreSQL and Redis
+    env = gateway_env(deployment.model_copy(update={"local_generation_seconds": 2.0}))
+    a, b, worker = Replica("replica-a", env, tmp_path), Replica("replica-b", env, tmp_path), \
+        Worker("worker", env, tmp_path)
+    launch(processes, a, b, worker)
+    user_id, key = await _key_for(database)
+    # when a video is generated through B's GraphQL API and followed over a WebSocket on A
+    async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
+        uuid = await generate(client, key)
+    messages = await asyncio.wait_for(_follow_over_websocket(a, key, uuid), 60)
+    # then A streams every change the worker made, through Redis, up to COMPLETED
+    assert [m["type"] for m in messages][-1] == "complete"
+    videos = [m["payload"]["data"]["videoStatus"] for m in messages if m["type"] == "next"]
+    assert videos[-1]["status"] == "COMPLETED" and videos[-1]["videoUrl"]
+    assert len(videos) >= 3, videos  # the snapshot, at least one change in flight, the end
+    progress = [v["progress"] for v in videos]
+    assert progress == sorted(progress)
+    assert (await audit_ledger(database, user_id)).used == 1
+
+
+async def test_a_subscriber_gets_the_terminal_status_across_a_redis_restart(
+        deployment: Settings, database: Database, processes: list[GatewayProcess], tmp_path: Path) -> None:
+    # given replicas and a worker on a Redis of this test's own
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        env = gateway_env(deployment.model_copy(update={"broadcast_url": redis.url,
+                                                        "local_generation_seconds": 3.0}))
+        a, b, worker = Replica("replica-a", env, tmp_path), Replica("replica-b", env, tmp_path), \
+            Worker("worker", env, tmp_path)
+        launch(processes, a, b, worker)
+        user_id, key = await _key_for(database)
+        async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
+            uuid = await generate(client, key)
+        session = await open_session(a.url, key=key)
+        try:
+            assert (await session.receive())["type"] == "connection_ack"
+            await session.subscribe("follow", VIDEO_STATUS, {"uuid": uuid})
+            first = await session.receive()
+            assert first["type"] == "next"
+            # when Redis dies while the client is subscribed, and the video completes meanwhile
+            redis.kill()
+            async with asyncio.timeout(60):
+                while await _status_of(database, uuid) != "COMPLETED":  # noqa: ASYNC110 - another process
+                    await asyncio.sleep(0.1)
+            # and Redis comes back
+            redis.start()
+            # then replica A resubscribes, re-reads the video and the client gets the end
+            rest = await session.until_done("follow")
+        finally:
+            await session.close()
+        statuses = [m["payload"]["data"]["videoStatus"]["status"] for m in [first, *rest] if m["type"] == "next"]
+        assert statuses[-1] == "COMPLETED" and rest[-1]["type"] == "complete"
+        assert "events resubscribed" in a.log()
+        assert (await audit_ledger(database, user_id)).used == 1
+    finally:
+        redis.stop()
