@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
 import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
