@@ -35,7 +35,9 @@ from kensa_gql.services.deps import Deps
 
 log = logging.getLogger(__name__)
 
-SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
+# Adapters already retry transient HTTP failures (3 calls with backoff); one more round here
+# covers a Retry-After longer than an adapter waits, then the route fails over.
+SUBMIT_ATTEMPTS = 2
 STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
 

@@ -24,8 +24,11 @@ def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None
     app = create_app(settings, run_worker=run_worker)
     # uvloop + httptools are what make Python HTTP fast (see bench/); no per-message deflate:
     # it costs CPU and ~40 KB per WebSocket for small JSON frames.
+    # A WebSocket frame is JSON-decoded before the GraphQL size limit can look at it, so frames
+    # are capped at that limit plus room for variables, not uvicorn's 16 MiB.
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-                ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on")
+                ws_per_message_deflate=False, ws_max_size=settings.graphql_max_document_bytes + 65_536,
+                access_log=False, log_config=None, lifespan="on")
 
 
 async def _report_health(runner: Runner, path: Path, *, every: float) -> None:
