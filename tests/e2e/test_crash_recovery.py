@@ -22,7 +22,9 @@ from tests.conftest import free_port
 GENERATE = {"prompt": "crash drill", "model": "seedance-1-5", "duration": 4, "aspectRatio": "16:9"}
 
 
-def start_gateway(tmp_path: Path, port: int, log_name: str, database_url: str) -> subprocess.Popen[bytes]:
+def start_gateway(tmp_path: Path, port: int, log_name: str,
+                  database_url: str | None = None) -> subprocess.Popen[bytes]:
+    database_url = database_url or f"sqlite+aiosqlite:///{tmp_path}/kensa.db"
     env = {**os.environ, "KENSA_DATABASE_URL": database_url,
            "KENSA_MEDIA_DIR": str(tmp_path / "media"), "KENSA_PUBLIC_URL": f"http://127.0.0.1:{port}",
            "KENSA_LOCAL_GENERATION_SECONDS": "3", "KENSA_LEASE_SECONDS": "2", "KENSA_CLAIM_INTERVAL_SECONDS": "0.2"}
