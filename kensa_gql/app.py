@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,8 +23,15 @@ from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.netguard import check_public_host
-from kensa_gql.adapters.providers.registry import build_providers, check_route_names, check_routes
+from kensa_gql.adapters.providers.registry import (
+    build_providers,
+    callback_urls,
+    check_route_names,
+    check_routes,
+    configured_names,
+)
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
@@ -31,6 +39,7 @@ from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
 from kensa_gql.runner import Runner, RunnerConfig
@@ -56,13 +65,17 @@ async def readyz(request: Request) -> Response:
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    # Events are reported, not required: without them REST and queries still work, and watchers
+    # catch up from the database once the channel is back.
+    events = "ok" if request.app.state.events.healthy else "reconnecting"
+    return JSONResponse({"status": "ok", "database": "ok", "events": events})
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
-    check_route_names(settings.routes, catalog)
+    # Before anything starts: a route to a vendor without its key is a configuration error.
+    check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
     # Built here, not in the lifespan, so a bad KENSA_STORAGE_URL stops `serve` with a clean message.
@@ -81,7 +94,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await storage.check()
         engine = create_engine(settings.database_url)
         db = Database(engine)
-        events = VideoEvents(settings.broadcast_url)
+        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
                                  limits=httpx.Limits(max_connections=100))
@@ -126,6 +139,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
@@ -139,6 +153,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
                     exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
     app.state.settings = settings
+    app.state.callbacks = callback_urls(settings)
     return app
 
 

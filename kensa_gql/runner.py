@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from kensa_gql.services.deps import Deps
 
 log = logging.getLogger(__name__)
 
-SUBMIT_ATTEMPTS = 3          # per provider, for retryable failures, before failing over
+# Adapters already retry transient HTTP failures (3 calls with backoff); one more round here
+# covers a Retry-After longer than an adapter waits, then the route fails over.
+SUBMIT_ATTEMPTS = 2
 STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
 
@@ -65,9 +68,19 @@ class Runner:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self.last_claim_at: float | None = None  # time.monotonic() of the last successful claim round
+        self._nudges: dict[int, asyncio.Event] = {}
 
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self, video_id: int) -> None:
+        """Poll this task now instead of at its next interval (a vendor's callback said it changed)."""
+        event = self._nudges.get(video_id)
+        if event is not None:
+            event.set()
+        else:
+            self.wake()
 
     @property
     def running(self) -> int:
@@ -76,9 +89,20 @@ class Runner:
     async def run(self) -> None:
         """Claim and drive tasks until cancelled."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
+        failures = 0
         try:
             while True:
-                await self.claim_once()
+                try:
+                    await self.claim_once()
+                    failures = 0
+                    self.last_claim_at = time.monotonic()
+                except Exception:
+                    # A database restart or failover must not end the loop: a worker whose runner
+                    # died would stay up doing nothing. Back off and try again.
+                    failures += 1
+                    log.exception("claiming tasks failed (%d in a row); retrying", failures)
+                    await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._config.claim_interval)
@@ -145,6 +169,7 @@ class Runner:
                     self._running[vid].cancel()
 
     async def _drive_safely(self, task: Task) -> None:
+        self._nudges[task.video_id] = asyncio.Event()
         try:
             await self._drive(task)
         except (LeaseLost, InvalidTransition) as exc:
@@ -154,6 +179,8 @@ class Runner:
         except Exception:
             log.exception("driving video %s failed; its lease will expire and it will be retried",
                           task.video_id)
+        finally:
+            self._nudges.pop(task.video_id, None)
 
     # -- one task ---------------------------------------------------------------------------------
     async def _drive(self, task: Task) -> None:
@@ -194,6 +221,13 @@ class Runner:
                 await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
                 return
             if status.state is JobState.FAILED:
+                if status.retryable and task.route_index + 1 < len(task.route):
+                    # A passing failure (overload, vendor timeout): the next provider makes it afresh.
+                    log.warning("video %s failed at %s (%s); failing over to %s", video.uuid, name,
+                                status.error, task.route[task.route_index + 1])
+                    await self._write_task(task, route_index=task.route_index + 1, provider_task_id=None)
+                    task = await self._reload_task(task)
+                    continue
                 await self._transition(video, VideoStatus.FAILED,
                                        error_message=status.error or f"{name} reported a failure")
                 return
@@ -303,7 +337,13 @@ class Runner:
 
     async def _sleep(self, task: Task, seconds: float) -> None:
         await self._write_task(task, next_run_at_ms=now_ms() + int(seconds * 1000))
-        await asyncio.sleep(seconds)
+        nudged = self._nudges.get(task.video_id)
+        if nudged is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(nudged.wait(), seconds)
+        nudged.clear()
 
     async def _transition(self, video: Video, target: VideoStatus, **values: Any) -> Video:
         """Change status (and its ledger effect) in one transaction, then publish."""

@@ -7,12 +7,15 @@ import contextlib
 import gc
 import logging
 import signal
+import time
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from kensa_gql import logs
 from kensa_gql.app import create_app
+from kensa_gql.runner import Runner
 from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,10 +23,17 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    run_uvicorn(create_app(settings, run_worker=run_worker), host=host, port=port)
+    run_uvicorn(create_app(settings, run_worker=run_worker), host=host, port=port,
+                ws_max_size=ws_max_size(settings))
 
 
-def run_uvicorn(app: ASGIApp, *, host: str, port: int, backlog: int = 2048) -> None:
+def ws_max_size(settings: Settings) -> int:
+    # A WebSocket frame is JSON-decoded before the GraphQL size limit can look at it, so frames
+    # are capped at that limit plus room for variables, not uvicorn's 16 MiB.
+    return settings.graphql_max_document_bytes + 65_536
+
+
+def run_uvicorn(app: ASGIApp, *, host: str, port: int, ws_max_size: int, backlog: int = 2048) -> None:
     """Serve ``app`` as ``serve`` does (the bench runs the gateway through this too)."""
     # Everything built so far (the schema, the app, the libraries) lives as long as the process:
     # frozen, the cyclic collector stops rescanning it. Without this a full collection paused
@@ -38,7 +48,17 @@ def run_uvicorn(app: ASGIApp, *, host: str, port: int, backlog: int = 2048) -> N
     # uvloop + httptools are what make Python HTTP fast (see bench/); no per-message deflate:
     # it costs CPU and ~40 KB per WebSocket for small JSON frames.
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-                ws_per_message_deflate=False, access_log=False, log_config=None, lifespan="on", backlog=backlog)
+                ws_per_message_deflate=False, ws_max_size=ws_max_size, access_log=False, log_config=None,
+                lifespan="on", backlog=backlog)
+
+
+async def _report_health(runner: Runner, path: Path, *, every: float) -> None:
+    """Touch ``path`` while the runner's claim rounds succeed; a stale file means an unhealthy worker."""
+    while True:
+        last = runner.last_claim_at
+        if last is not None and time.monotonic() - last < max(3 * every, 10.0):
+            await asyncio.to_thread(path.touch)
+        await asyncio.sleep(every)
 
 
 def run_worker(settings: Settings) -> None:
@@ -52,7 +72,13 @@ def run_worker(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with app.router.lifespan_context(app):
             log.info("worker %s running", app.state.runner.owner)
+            health = None
+            if settings.worker_health_file:
+                health = asyncio.create_task(_report_health(app.state.runner, Path(settings.worker_health_file),
+                                                            every=2.0), name="worker-health")
             await stop.wait()
+            if health is not None:
+                health.cancel()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A base URL ending in the version path the adapter adds itself would double it (".../v1/v1/...").
+_VERSION_PATH = re.compile(r"/(v\d+(beta\d*|alpha\d*)?|api/v\d+)$")
 
 
 class SettingsError(Exception):
@@ -39,9 +44,25 @@ class Settings(BaseSettings):
     claim_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     claim_batch: int = Field(default=16, ge=1, le=1000)
     max_running_tasks: int = Field(default=64, ge=1, le=100_000)
+    # `kensa-gql worker` touches this file while its claim loop reaches the database (a container
+    # healthcheck reads its age); empty: no file.
+    worker_health_file: str = ""
 
     max_video_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     routes: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
+
+    # Vendors (docs/providers.md). A key enables the provider; a base URL is the vendor's origin
+    # without its API version path (the adapter adds /v1/..., /v1beta/..., /api/v3/...).
+    evolink_api_key: SecretStr | None = None
+    evolink_base_url: str = "https://api.evolink.ai"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com"
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+    dashscope_api_key: SecretStr | None = None
+    dashscope_base_url: str = "https://dashscope-intl.aliyuncs.com"
+    ark_api_key: SecretStr | None = None
+    ark_base_url: str = "https://ark.ap-southeast.bytepluses.com"
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -99,9 +120,39 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         return value
 
+    @field_validator("broadcast_url")
+    @classmethod
+    def _check_broadcast_url(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must be a memory://, redis:// or rediss:// URL")
+        return value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @field_validator("evolink_api_key", "openai_api_key", "gemini_api_key", "dashscope_api_key",
+                     "ark_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("evolink_base_url", "openai_base_url", "gemini_base_url", "dashscope_base_url",
+                     "ark_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry a query, fragment or credentials (keys go in *_API_KEY)")
+        path = parts.path.rstrip("/")
+        if _VERSION_PATH.search(path):
+            raise ValueError("must be the vendor's origin without the API version path "
+                             "(e.g. https://api.evolink.ai, not .../v1)")
+        return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -21,6 +21,10 @@ from kensa_gql.adapters.db.uow import Database
 from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
+from tests.backends import PostgresDatabases
+
+# Vendor emulators' fixtures (sample_video, emulator_for), for the provider tests.
+pytest_plugins = ["tests.emulators.fixtures"]
 
 
 def free_port() -> int:
@@ -29,9 +33,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    yield databases
+    databases.close()
+
+
+# Every test that touches the database runs on both backends: test ids end in [sqlite] / [postgres].
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of the backend under test (PostgreSQL ones come migrated)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/kensa.db"
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    url = databases.create()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/kensa.db", media_dir=tmp_path / "media",
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, media_dir=tmp_path / "media",
                     local_generation_seconds=0.6, poll_interval_seconds=0.2, claim_interval_seconds=0.1,
                     lease_seconds=3.0, auth_cache_seconds=0.0)
 
@@ -47,10 +73,11 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 class LiveServer:
     """uvicorn serving ``create_app(settings)`` in a thread with its own event loop."""
 
-    def __init__(self, settings: Settings, *, run_worker: bool = True) -> None:
+    def __init__(self, settings: Settings, *, run_worker: bool = True, public_url: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings.model_copy(update={"public_url": f"http://127.0.0.1:{self.port}"}),
+        # public_url: what the gateway believes it is reachable at (e.g. https behind a proxy).
+        self.app = create_app(settings.model_copy(update={"public_url": public_url or self.url}),
                               run_worker=run_worker)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws_per_message_deflate=False)

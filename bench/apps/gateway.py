@@ -21,7 +21,7 @@ from kensa_gql import logs
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.app import create_app
 from kensa_gql.domain.videos import VideoStatus
-from kensa_gql.server import run_uvicorn
+from kensa_gql.server import run_uvicorn, ws_max_size
 from kensa_gql.settings import load_settings
 
 
@@ -125,7 +125,7 @@ def main() -> None:
     logs.configure(settings.log_format, settings.log_level)
     app = create_app(settings, run_worker=not args.no_worker)
     # serve()'s own uvicorn set-up, with a deeper accept backlog for thousands of WebSockets.
-    run_uvicorn(BenchHooks(app), host="127.0.0.1", port=args.port, backlog=4096)
+    run_uvicorn(BenchHooks(app), host="127.0.0.1", port=args.port, ws_max_size=ws_max_size(settings), backlog=4096)
 
 
 if __name__ == "__main__":

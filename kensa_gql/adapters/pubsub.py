@@ -1,9 +1,15 @@
-"""Video status events over broadcaster, fanned out in-process by video uuid.
+"""Video status events between processes, fanned out in-process by video uuid.
 
-Each process subscribes to ONE broadcaster channel for its whole life and hands events to its
-local watchers itself. That sidesteps two broadcaster 0.3.1 defects (concurrent first
-subscribers to a channel racing, and unbounded per-subscriber queues): a watcher here holds
-only the latest snapshot of its video, so a slow client costs one object, not a backlog.
+Each process subscribes to ONE channel for its whole life and hands events to its local
+watchers itself. That sidesteps two broadcaster 0.3.1 defects (concurrent first subscribers to a
+channel racing, and unbounded per-subscriber queues): a watcher here holds only the latest
+snapshot of its video, so a slow client costs one object, not a backlog.
+
+The channel is chosen by URL scheme: ``memory://`` (one process, through broadcaster) or
+``redis://`` / ``rediss://`` (every replica and worker; see ``pubsub_redis``). Pub/sub keeps no
+history, so whenever the channel had to resubscribe, every watched video is re-read from the
+database and offered to its watchers: a client never misses a terminal status because Redis
+restarted at the wrong moment.
 """
 
 from __future__ import annotations
@@ -13,17 +19,22 @@ import contextlib
 import dataclasses
 import json
 import logging
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from broadcaster import Broadcast
-from broadcaster._backends.redis import RedisBackend
 
+from kensa_gql.adapters.pubsub_redis import Deliver, RedisChannel, Subscribed
 from kensa_gql.domain.videos import Video, VideoStatus
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "kensa.video-status"
+SCHEMES = ("memory://", "redis://", "rediss://")
+RESYNC_ATTEMPTS = 5
+
+# Re-reads videos by uuid (the composition root passes a database query).
+Reread = Callable[[Sequence[str]], Awaitable[Sequence[Video]]]
 
 
 def video_to_message(video: Video) -> str:
@@ -38,38 +49,31 @@ def video_from_message(message: str) -> Video:
     return Video(**data)
 
 
-class _RedisBackend(RedisBackend):
-    """broadcaster 0.3.1's Redis backend, fixed for redis-py 8.
-
-    Upstream wakes its reader *before* subscribing; redis-py 8 yields before it records the
-    channel, so the reader finds no subscription, stops, and the first channel never gets a
-    message. Subscribing first, then waking the reader, delivers.
-    """
-
-    async def subscribe(self, channel: str) -> None:
-        await self._pubsub.subscribe(channel)
-        self._ready.set()
+_STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADING: 2,
+          VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3}
+_TERMINAL = 3
 
 
-def _broadcast(url: str) -> Broadcast:
-    if urlsplit(url).scheme in ("redis", "rediss"):
-        return Broadcast(backend=_RedisBackend(url))
-    return Broadcast(url)
+def _position(video: Video) -> tuple[int, int, bool]:
+    """How far along a snapshot is; a video only ever moves forward in this order."""
+    return _STAGE[video.status], video.progress, video.deleted
 
 
 class Watch:
     """One subscriber's view of one video: the latest snapshot wins.
 
-    An async context manager registered with its group while entered. Kept small on purpose
-    (slots, a future only while waiting): a process may hold ten thousand of them.
+    An async context manager, registered with its video's group while entered. Kept small on
+    purpose (slots; a future only while waiting, not an Event and its deque): a process may hold
+    ten thousand of them.
     """
 
-    __slots__ = ("_latest", "_waiter", "_watchers", "uuid")
+    __slots__ = ("_latest", "_position", "_waiter", "_watchers", "uuid")
 
-    def __init__(self, uuid: str, watchers: dict[str, set[Watch]]) -> None:
+    def __init__(self, uuid: str, watchers: dict[str, set[Watch]] | None = None) -> None:
         self.uuid = uuid
-        self._watchers = watchers
+        self._watchers = {} if watchers is None else watchers  # None: a watch nobody offers to
         self._latest: Video | None = None
+        self._position: tuple[int, int, bool] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> Watch:
@@ -84,9 +88,13 @@ class Watch:
                 del self._watchers[self.uuid]
 
     def offer(self, video: Video) -> None:
-        current = self._latest
-        if current is not None and current.status.is_terminal:
-            return  # nothing follows a terminal status; never overwrite it
+        position = _position(video)
+        # Events from several processes (and database re-reads) can arrive out of order or twice:
+        # anything not ahead of what this watcher already has is old news, and nothing follows a
+        # terminal status.
+        if self._position is not None and (position <= self._position or self._position[0] == _TERMINAL):
+            return
+        self._position = position
         self._latest = video
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -104,19 +112,36 @@ class Watch:
         return video
 
 
-class VideoEvents:
-    """Publishes committed video changes and lets local subscribers watch one video."""
+class EventChannel(Protocol):
+    """Carries serialized events between the processes that share one URL."""
+
+    @property
+    def healthy(self) -> bool: ...
+
+    async def start(self, deliver: Deliver, subscribed: Subscribed) -> None: ...
+
+    async def publish(self, message: str) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class BroadcasterChannel:
+    """broadcaster's in-process ``memory://`` backend: a single process, nothing to lose."""
 
     def __init__(self, url: str) -> None:
-        self._broadcast = _broadcast(url)
-        self._watchers: dict[str, set[Watch]] = {}
+        self._broadcast = Broadcast(url)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    async def start(self) -> None:
+    @property
+    def healthy(self) -> bool:
+        return self._listener is not None and not self._listener.done()
+
+    async def start(self, deliver: Deliver, subscribed: Subscribed) -> None:
         await self._broadcast.connect()
-        self._listener = asyncio.create_task(self._listen(), name="video-events-listener")
+        self._listener = asyncio.create_task(self._listen(deliver), name="video-events-listener")
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+        subscribed()
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -125,9 +150,56 @@ class VideoEvents:
                 await self._listener
         await self._broadcast.disconnect()
 
+    async def publish(self, message: str) -> None:
+        await self._broadcast.publish(channel=CHANNEL, message=message)
+
+    async def _listen(self, deliver: Deliver) -> None:
+        async with self._broadcast.subscribe(channel=CHANNEL) as subscriber:
+            self._subscribed.set()
+            async for event in subscriber:  # type: ignore[union-attr]
+                if event is not None:
+                    deliver(event.message)
+
+
+def channel_for(url: str) -> EventChannel:
+    if url.startswith(("redis://", "rediss://")):
+        return RedisChannel(url, CHANNEL)
+    if url.startswith("memory://"):
+        return BroadcasterChannel(url)
+    raise ValueError(f"unsupported event channel; use one of {', '.join(SCHEMES)}")
+
+
+class VideoEvents:
+    """Publishes committed video changes and lets local subscribers watch one video."""
+
+    def __init__(self, url: str, *, reread: Reread | None = None,
+                 channel: EventChannel | None = None) -> None:
+        self._channel = channel or channel_for(url)
+        self._reread = reread
+        self._watchers: dict[str, set[Watch]] = {}
+        self._started = False
+        self._resync_task: asyncio.Task[None] | None = None
+        self.resyncs = 0  # completed re-reads after a resubscription
+
+    @property
+    def healthy(self) -> bool:
+        """Whether events from other processes are reaching this one right now."""
+        return self._channel.healthy
+
+    async def start(self) -> None:
+        await self._channel.start(self._deliver, self._subscribed)
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_task
+        await self._channel.stop()
+
     async def video_changed(self, video: Video) -> None:
         try:
-            await self._broadcast.publish(channel=CHANNEL, message=video_to_message(video))
+            await self._channel.publish(video_to_message(video))
         except Exception:
             # The change is committed; subscribers re-read the database, so a lost event
             # delays a client's update but never corrupts anything.
@@ -141,16 +213,41 @@ class VideoEvents:
     def watcher_count(self) -> int:
         return sum(len(group) for group in self._watchers.values())
 
-    async def _listen(self) -> None:
-        async with self._broadcast.subscribe(channel=CHANNEL) as subscriber:
-            self._subscribed.set()
-            async for event in subscriber:  # type: ignore[union-attr]
-                if event is None:
-                    continue
-                try:
-                    video = video_from_message(event.message)
-                except (ValueError, TypeError, KeyError):
-                    log.warning("ignoring a malformed video event")
-                    continue
-                for watch in self._watchers.get(video.uuid, ()):
-                    watch.offer(video)
+    def _deliver(self, message: str) -> None:
+        try:
+            video = video_from_message(message)
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignoring a malformed video event")
+            return
+        self._offer(video)
+
+    def _offer(self, video: Video) -> None:
+        for watch in tuple(self._watchers.get(video.uuid, ())):
+            watch.offer(video)
+
+    def _subscribed(self) -> None:
+        if not self._started:
+            return  # the first subscription: nobody can have missed anything yet
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        self._resync_task = asyncio.create_task(self._resync(), name="video-events-resync")
+
+    async def _resync(self) -> None:
+        """After a gap in the subscription, offer every watched video's current state."""
+        uuids = list(self._watchers)
+        if self._reread is None or not uuids:
+            self.resyncs += 1
+            return
+        for attempt in range(RESYNC_ATTEMPTS):
+            try:
+                videos = await self._reread(uuids)
+                break
+            except Exception:
+                log.exception("re-reading %d watched videos failed (attempt %d)", len(uuids), attempt + 1)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+        else:
+            return
+        for video in videos:
+            self._offer(video)
+        self.resyncs += 1
+        log.info("events resubscribed: re-read %d watched videos", len(videos))

@@ -49,6 +49,7 @@ class JobStatus:
     progress: int | None = None      # 0..100 as the vendor reports it, None when it has none
     result: ResultFile | None = None  # set when SUCCEEDED
     error: str | None = None          # the vendor's message when FAILED
+    retryable: bool = False           # FAILED for a passing reason (overload, vendor timeout): fail over
 
 
 class VideoProvider(Protocol):
@@ -69,6 +70,12 @@ class VideoProvider(Protocol):
     async def poll(self, task_id: str, job: ProviderJob) -> JobStatus:
         """Report the job's state. Raises ProviderError."""
         ...
+
+
+class CallbackVerifier(Protocol):
+    """Checks the per-task token in a vendor's callback URL."""
+
+    def verify(self, provider: str, video_uuid: str, token: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -155,4 +156,6 @@ async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
         if video is None or not await store.soft_delete(video.id, now_ms()):
             raise NotFound()
         await uow.commit()
+    # Watchers of the video learn at once that it is gone for them.
+    await deps.publisher.video_changed(dataclasses.replace(video, deleted=True))
     return canonical

@@ -79,3 +79,14 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> Non
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert kensa(tmp_path, "db", "upgrade").returncode == 0
     assert kensa(tmp_path, "db", "upgrade").returncode == 0
+
+
+def test_the_cli_works_on_either_database(tmp_path: Path, database_url: str) -> None:
+    # database_url is a fresh SQLite file or a fresh PostgreSQL database (see conftest).
+    env = {"KENSA_DATABASE_URL": database_url}
+    assert kensa(tmp_path, "db", "upgrade", **env).returncode == 0
+    created = kensa(tmp_path, "users", "create", "pg@example.test", "--credits", "5", **env)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("kg_")
+    granted = kensa(tmp_path, "credits", "grant", "pg@example.test", "7", **env)
+    assert granted.returncode == 0 and "total 12" in granted.stdout

@@ -22,8 +22,10 @@ from tests.conftest import free_port
 GENERATE = {"prompt": "crash drill", "model": "seedance-1-5", "duration": 4, "aspectRatio": "16:9"}
 
 
-def start_gateway(tmp_path: Path, port: int, log_name: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KENSA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/kensa.db",
+def start_gateway(tmp_path: Path, port: int, log_name: str,
+                  database_url: str | None = None) -> subprocess.Popen[bytes]:
+    database_url = database_url or f"sqlite+aiosqlite:///{tmp_path}/kensa.db"
+    env = {**os.environ, "KENSA_DATABASE_URL": database_url,
            "KENSA_MEDIA_DIR": str(tmp_path / "media"), "KENSA_PUBLIC_URL": f"http://127.0.0.1:{port}",
            "KENSA_LOCAL_GENERATION_SECONDS": "3", "KENSA_LEASE_SECONDS": "2", "KENSA_CLAIM_INTERVAL_SECONDS": "0.2"}
     log = (tmp_path / log_name).open("wb")
@@ -44,15 +46,15 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("gateway did not become ready")
 
 
-async def test_sigkill_mid_generation_loses_nothing(tmp_path: Path, db: Database, make_user: Any) -> None:
-    # The db fixture migrated tmp_path/kensa.db: the subprocesses share it.
-    assert str(db.engine.url).endswith(f"{tmp_path}/kensa.db")
+async def test_sigkill_mid_generation_loses_nothing(tmp_path: Path, settings: Any, db: Database,
+                                                   make_user: Any) -> None:
+    # The db fixture migrated the test's database (SQLite file or PostgreSQL): the subprocesses share it.
     user = await make_user(credits=100)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
 
     # given a gateway generating four videos
-    first = start_gateway(tmp_path, port, "first.log")
+    first = start_gateway(tmp_path, port, "first.log", settings.database_url)
     try:
         await wait_ready(url, first)
         async with httpx.AsyncClient(base_url=url) as client:
@@ -72,7 +74,7 @@ async def test_sigkill_mid_generation_loses_nothing(tmp_path: Path, db: Database
         first.wait()
 
     # then a restarted gateway finishes every one of them
-    second = start_gateway(tmp_path, port, "second.log")
+    second = start_gateway(tmp_path, port, "second.log", settings.database_url)
     try:
         await wait_ready(url, second)
         async with httpx.AsyncClient(base_url=url) as client:

@@ -20,7 +20,7 @@ from kensa_gql.server import run_uvicorn
 async def frozen(_request):
     return JSONResponse({"frozen": gc.get_freeze_count()})
 
-run_uvicorn(Starlette(routes=[Route("/frozen", frozen)]), host="127.0.0.1", port=int(sys.argv[1]))
+run_uvicorn(Starlette(routes=[Route("/frozen", frozen)]), host="127.0.0.1", port=int(sys.argv[1]), ws_max_size=65536)
 """
 
 

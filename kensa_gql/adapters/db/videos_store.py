@@ -11,7 +11,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import idempotency_keys, tasks, videos
-from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.adapters.db.uow import Database, UnitOfWork
 from kensa_gql.domain.errors import InvalidTransition
 from kensa_gql.domain.videos import Video, VideoStatus
 
@@ -125,6 +125,14 @@ class VideosStore:
         row = (await self._uow.conn.execute(select(*_VIDEO_COLUMNS).where(videos.c.uuid == uuid))).first()
         return None if row is None else video_from_row(row)
 
+    async def get_by_uuids(self, uuids: Sequence[str]) -> list[Video]:
+        found: list[Video] = []
+        for start in range(0, len(uuids), 500):  # keeps each IN (...) list well under driver limits
+            rows = await self._uow.conn.execute(
+                select(*_VIDEO_COLUMNS).where(videos.c.uuid.in_(list(uuids[start:start + 500]))))
+            found += [video_from_row(r) for r in rows]
+        return found
+
     async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
         conn = self._uow.conn
         total = int((await conn.execute(OWNED_COUNT, {"user_id": user_id})).scalar_one())
@@ -173,6 +181,12 @@ class VideosStore:
             .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms, attempts=c.attempts + 1)
             .returning(*tasks.c))
         return [_task(r) for r in result]
+
+    async def task_by_video_uuid(self, uuid: str) -> Task | None:
+        """The runner task of a video still in flight, whoever holds it."""
+        row = (await self._uow.conn.execute(
+            select(tasks).join(videos, videos.c.id == tasks.c.video_id).where(videos.c.uuid == uuid))).first()
+        return None if row is None else _task(row)
 
     async def task_for(self, video_id: int, owner: str) -> Task | None:
         row = (await self._uow.conn.execute(
@@ -237,3 +251,9 @@ class VideosStore:
     async def drop_idempotency(self, user_id: int, key: str) -> None:
         await self._uow.conn.execute(delete(idempotency_keys).where(
             idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))
+
+
+async def videos_by_uuid(db: Database, uuids: Sequence[str]) -> list[Video]:
+    """The current rows of these videos (for event subscribers catching up after a gap)."""
+    async with db.reading() as uow:
+        return await VideosStore(uow).get_by_uuids(uuids)

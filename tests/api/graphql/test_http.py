@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from kensa_gql.settings import Settings
+from kensa_gql.adapters.db.uow import Database
 from tests.api.graphql.wire import GENERATE, REQUEST, VIDEO_FIELDS, codes, generate, post
 from tests.conftest import LiveServer
 from tests.support import wait_for_status
@@ -209,13 +209,13 @@ async def test_document_errors_stay_readable(client: httpx.AsyncClient) -> None:
 
 
 async def test_an_unexpected_error_is_masked_and_logged_once_with_the_request_id(
-        client: httpx.AsyncClient, make_user: Any, settings: Settings,
+        client: httpx.AsyncClient, make_user: Any, db: Database,
         caplog: pytest.LogCaptureFixture) -> None:
     user = await make_user()
-    # Break the database under the running server: a real fault, not a mock.
-    path = settings.database_url.split("///", 1)[1]
-    with sqlite3.connect(path) as raw:
-        raw.execute("ALTER TABLE credit_entries RENAME TO credit_entries_gone")
+    # Break the database under the running server (SQLite or PostgreSQL): a real fault, not a mock.
+    async with db.writing() as uow:
+        await uow.conn.execute(text("ALTER TABLE credit_entries RENAME TO credit_entries_gone"))
+        await uow.commit()
     caplog.set_level(logging.ERROR, logger="kensa_gql.errors")
     r = await client.post("/graphql", json={"query": "{ creditHistory { total } }"},
                           headers={**user.headers, "X-Request-Id": "trace-0123456789"})

@@ -333,7 +333,9 @@ async def test_unknown_subprotocol_is_refused(live_server: LiveServer) -> None:
 
 async def test_deleting_a_watched_video_ends_its_subscription_with_not_found(serve: Serve,
                                                                              make_user: Any) -> None:
-    server = serve(local_generation_seconds=2.0)
+    # Slow enough that no progress event arrives within the receive timeout: the delete itself
+    # must end the subscription.
+    server = serve(local_generation_seconds=200.0)
     user = await make_user(credits=100)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         uuid = await generate(client, user.key)
@@ -344,7 +346,7 @@ async def test_deleting_a_watched_video_ends_its_subscription_with_not_found(ser
         body = await post(client, "mutation($u: ID!) { deleteVideo(uuid: $u) { deleted } }", {"u": uuid},
                           key=user.key)
         assert body["data"]["deleteVideo"]["deleted"] is True
-        # The next change of a deleted video ends the subscription with NOT_FOUND, like a new one.
+        # Deleting publishes the change: the subscription ends with NOT_FOUND, like a new one.
         messages = await session.until_done("1")
         assert codes(messages[-2]["payload"]) == ["NOT_FOUND"] and messages[-1]["type"] == "complete"
         await session.close()

@@ -1,0 +1,136 @@
+"""Claiming runner tasks: disjoint between concurrent claimers, leased, found through the index.
+
+These run on SQLite and PostgreSQL (the ``db`` fixture); the lock-skipping and plan checks read
+the SQL the store really sends, captured from the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, text
+
+from kensa_gql.adapters.db.tables import tasks, users, videos
+from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.videos_store import VideosStore
+
+NOW = 1_000_000
+LEASE_MS = 30_000
+
+
+async def seed(db: Database, *, due: int, later: int = 0) -> None:
+    """``due`` tasks ready at NOW and ``later`` tasks not due for an hour."""
+    async with db.writing() as uow:
+        await uow.conn.execute(insert(users).values(id=1, email="owner@example.test", created_at_ms=0))
+        total = due + later
+        await uow.conn.execute(insert(videos), [
+            {"id": i, "uuid": f"00000000-0000-4000-8000-{i:012d}", "user_id": 1, "prompt": "p",
+             "model": "sora-2", "status": "PENDING", "progress": 0, "duration": 4, "aspect_ratio": "16:9",
+             "credits_used": 1, "created_at_ms": 0} for i in range(1, total + 1)])
+        await uow.conn.execute(insert(tasks), [
+            {"video_id": i, "route": json.dumps(["local"]), "route_index": 0, "attempts": 0,
+             "created_at_ms": 0, "next_run_at_ms": NOW - i if i <= due else NOW + 3_600_000 + i}
+            for i in range(1, total + 1)])
+        await uow.conn.execute(text("ANALYZE"))
+        await uow.commit()
+
+
+async def claim(db: Database, owner: str, *, limit: int = 16, now: int = NOW) -> list[int]:
+    async with db.writing() as uow:
+        claimed = await VideosStore(uow).claim_due(owner, now_ms=now, lease_ms=LEASE_MS, limit=limit)
+        await uow.commit()
+    return [t.video_id for t in claimed]
+
+
+@pytest.fixture
+def statements(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement the engine sends, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_concurrent_claimers_never_share_a_task(db: Database) -> None:
+    # given 120 due tasks
+    await seed(db, due=120)
+    # when eight runners claim in small batches at the same time, until nothing is left
+    async def drain(owner: str) -> list[int]:
+        mine: list[int] = []
+        while batch := await claim(db, owner, limit=5):
+            mine += batch
+        return mine
+
+    results = await asyncio.gather(*(drain(f"runner-{n}") for n in range(8)))
+    # then every task was claimed by exactly one of them
+    claimed = [vid for batch in results for vid in batch]
+    assert sorted(claimed) == list(range(1, 121))
+    assert sum(1 for r in results if r) >= 2, "the claims were not actually concurrent"
+
+
+async def test_a_leased_task_is_not_claimed_again_until_its_lease_runs_out(db: Database) -> None:
+    await seed(db, due=3)
+    assert sorted(await claim(db, "first")) == [1, 2, 3]
+    assert await claim(db, "second") == []
+    assert await claim(db, "second", now=NOW + LEASE_MS - 1) == []
+    # the first runner died: its lease expires and another runner takes all three over
+    assert sorted(await claim(db, "second", now=NOW + LEASE_MS + 1)) == [1, 2, 3]
+    async with db.writing() as uow:
+        store = VideosStore(uow)
+        # the old holder is fenced off: its writes no longer match
+        assert not await store.update_task(1, "first", next_run_at_ms=NOW)
+        assert await store.update_task(1, "second", next_run_at_ms=NOW)
+        task = await store.task_for(1, "second")
+        await uow.commit()
+    assert task is not None and task.attempts == 2
+
+
+async def test_claims_take_the_earliest_due_tasks_first_and_respect_the_batch(db: Database) -> None:
+    await seed(db, due=10, later=5)
+    # seeded with next_run_at_ms = NOW - id: the highest ids are the most overdue
+    assert sorted(await claim(db, "r", limit=4)) == [7, 8, 9, 10]
+    assert sorted(await claim(db, "r", limit=100)) == [1, 2, 3, 4, 5, 6]
+
+
+# PostgreSQL only: SQLite serialises writers with BEGIN IMMEDIATE, so there is no row lock to skip.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_postgres_claims_skip_rows_locked_by_another_transaction(
+        db: Database, statements: list[tuple[str, Any]]) -> None:
+    await seed(db, due=4)
+    async with db.writing() as blocker:
+        # another worker's transaction holds task 4 (the most overdue) and has not committed
+        await blocker.conn.execute(text("SELECT 1 FROM tasks WHERE video_id = 4 FOR UPDATE"))
+        claimed = await asyncio.wait_for(claim(db, "r"), timeout=5)
+    assert sorted(claimed) == [1, 2, 3]
+    sent = [s for s, _ in statements if s.lstrip().upper().startswith("UPDATE TASKS")]
+    assert sent and "FOR UPDATE SKIP LOCKED" in sent[-1]
+
+
+async def test_due_tasks_are_found_through_the_next_run_index(
+        db: Database, statements: list[tuple[str, Any]]) -> None:
+    # given a large table where most tasks are not due
+    await seed(db, due=50, later=4000)
+    statements.clear()
+    assert len(await claim(db, "r")) == 16
+    sql, params = next((s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE TASKS"))
+    # when the planner is asked about the exact statement the store sent
+    async with db.reading() as uow:
+        if db.engine.dialect.name == "postgresql":
+            plan = "\n".join(r[0] for r in await uow.conn.exec_driver_sql(f"EXPLAIN {sql}", params))
+            # then it reaches due rows through the index, locks them, and never scans the table
+            assert "ix_tasks_next_run_at_ms" in plan, plan
+            assert "LockRows" in plan, plan
+            assert "Seq Scan on tasks" not in plan, plan
+        else:
+            rows = await uow.conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = "\n".join(str(r[-1]) for r in rows)
+            assert "USING INDEX ix_tasks_next_run_at_ms" in plan, plan
+            assert "SCAN tasks" not in plan.replace("SCAN tasks USING", ""), plan

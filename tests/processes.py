@@ -1,0 +1,133 @@
+"""Real gateway processes for scale-out tests: ``kensa-gql serve`` replicas and ``kensa-gql worker``s."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from kensa_gql.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a process needs to join the deployment ``settings`` describes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KENSA_")}
+    env.update({
+        "KENSA_DATABASE_URL": settings.database_url,
+        "KENSA_BROADCAST_URL": settings.broadcast_url,
+        "KENSA_MEDIA_DIR": str(settings.media_dir),
+        "KENSA_LOCAL_GENERATION_SECONDS": str(settings.local_generation_seconds),
+        "KENSA_POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
+        "KENSA_CLAIM_INTERVAL_SECONDS": str(settings.claim_interval_seconds),
+        "KENSA_LEASE_SECONDS": str(settings.lease_seconds),
+        "KENSA_CLAIM_BATCH": str(settings.claim_batch),
+        "KENSA_MAX_RUNNING_TASKS": str(settings.max_running_tasks),
+        "KENSA_AUTH_CACHE_SECONDS": "0",
+        "KENSA_LOG_LEVEL": "INFO",
+    })
+    env.update(extra)
+    return env
+
+
+class GatewayProcess:
+    """One ``python -m kensa_gql ...`` subprocess, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kensa_gql", *self.args], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log())
+            if found:
+                return found
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never logged {pattern!r}:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def _check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as when a machine dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class Replica(GatewayProcess):
+    """``kensa-gql serve --no-worker`` on a free loopback port."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(name, ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)],
+                         {**env, "KENSA_PUBLIC_URL": f"http://127.0.0.1:{self.port}"}, log_dir)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never became ready:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+
+class Worker(GatewayProcess):
+    """``kensa-gql worker``; ``owner`` is the lease owner it writes into the tasks table."""
+
+    owner = ""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(name, ["worker"], env, log_dir)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.owner = self.wait_for_log(r"worker (\S+) running", timeout).group(1)
