@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -18,12 +19,14 @@ class UnitOfWork:
     """``async with uow: ...; await uow.commit()``. Leaving without commit rolls back.
 
     ``write=True`` takes the database's write lock up front on SQLite (BEGIN IMMEDIATE); on
-    PostgreSQL the repositories lock the rows they change (``FOR UPDATE``).
+    PostgreSQL the repositories lock the rows they change (``FOR UPDATE``). ``gate``: an
+    in-process lock a SQLite writer holds around its transaction (see Database).
     """
 
-    def __init__(self, engine: AsyncEngine, *, write: bool) -> None:
+    def __init__(self, engine: AsyncEngine, *, write: bool, gate: asyncio.Lock | None = None) -> None:
         self._engine = engine
         self._write = write
+        self._gate = gate
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
@@ -34,14 +37,21 @@ class UnitOfWork:
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
-        conn = await self._engine.connect()
-        if self._write and not self.is_postgres:
-            conn = await conn.execution_options(**{IMMEDIATE: True})
-        self._conn = conn
+        if self._gate is not None:
+            await self._gate.acquire()
         try:
-            self._tx = await conn.begin()
+            conn = await self._engine.connect()
+            if self._write and not self.is_postgres:
+                conn = await conn.execution_options(**{IMMEDIATE: True})
+            self._conn = conn
+            try:
+                self._tx = await conn.begin()
+            except BaseException:
+                await conn.close()
+                raise
         except BaseException:
-            await conn.close()
+            if self._gate is not None:
+                self._gate.release()
             raise
         return self
 
@@ -56,9 +66,13 @@ class UnitOfWork:
             if self._tx.is_active:
                 await self._tx.rollback()
         finally:
-            await self._conn.close()
-            self._conn = None
-            self._tx = None
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = None
+                self._tx = None
+                if self._gate is not None:
+                    self._gate.release()
 
 
 class Database:
@@ -66,6 +80,10 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time. Writers of this process queue here, in order, instead
+        # of each holding a pooled connection while SQLite's busy handler sleeps and retries
+        # (up to 100 ms a time): at 64 concurrent generate requests that made the p99 1.9 s.
+        self._write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @functools.cached_property
     def reads(self) -> Reads:
@@ -78,7 +96,7 @@ class Database:
         return UnitOfWork(self.engine, write=False)
 
     def writing(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, write=True)
+        return UnitOfWork(self.engine, write=True, gate=self._write_gate)
 
     async def dispose(self) -> None:
         if "reads" in self.__dict__:
