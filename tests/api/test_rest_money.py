@@ -7,20 +7,18 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 
 from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
 from kensa_gql.services import accounts
-from kensa_gql.settings import Settings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, Serve
 from tests.support import wait_for_status
 
 GENERATE = {"prompt": "a burst", "model": "sora-2", "duration": 10, "aspectRatio": "16:9"}
 
 
-async def balance_of(db: Database, user: Any) -> accounts.Balance:  # type: ignore[name-defined]
+async def balance_of(db: Database, user: Any) -> accounts.Balance:
     return await accounts.get_balance(accounts.Principal(user.user_id, user.email), db=db)
 
 
@@ -99,42 +97,30 @@ async def test_a_402_is_not_remembered_so_the_key_works_after_a_top_up(client: h
     assert (await client.post("/api/v1/video/generate", json=GENERATE, headers=headers)).status_code == 200
 
 
-@pytest.fixture
-def failing_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"local_failure_rate": 1.0})
+async def generate_and_settle(server: LiveServer, user: Any, *, timeout: float = 30) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        uuid = (await client.post("/api/v1/video/generate", json=GENERATE, headers=user.headers)).json()[
+            "data"]["uuid"]
+        video = await wait_for_status(client, user, uuid, {"COMPLETED", "FAILED"}, timeout=timeout)
+        history = (await client.get("/api/v1/credit/history", headers=user.headers)).json()["data"]
+    video["history"] = [t["transType"] for t in history["transactions"]]
+    return video
 
 
-async def test_a_failed_generation_releases_the_frozen_credits(failing_settings: Settings, make_user: Any,
-                                                               db: Database) -> None:
-    server = LiveServer(failing_settings)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            user = await make_user(credits=10)
-            uuid = (await client.post("/api/v1/video/generate", json=GENERATE, headers=user.headers)).json()[
-                "data"]["uuid"]
-            video = await wait_for_status(client, user, uuid, {"COMPLETED", "FAILED"})
-            assert video["status"] == "FAILED" and video["videoUrl"] is None
-            balance = await balance_of(db, user)
-            assert (balance.available, balance.frozen, balance.used) == (10, 0, 0)
-            history = (await client.get("/api/v1/credit/history", headers=user.headers)).json()["data"]
-            assert [t["transType"] for t in history["transactions"]] == ["VIDEO_REFUND", "VIDEO_CONSUME", "GIFT"]
-    finally:
-        server.stop()
+async def test_a_failed_generation_releases_the_frozen_credits(serve: Serve, make_user: Any, db: Database) -> None:
+    server = serve(local_failure_rate=1.0)
+    user = await make_user(credits=10)
+    video = await generate_and_settle(server, user)
+    assert video["status"] == "FAILED" and video["videoUrl"] is None
+    balance = await balance_of(db, user)
+    assert (balance.available, balance.frozen, balance.used) == (10, 0, 0)
+    assert video["history"] == ["VIDEO_REFUND", "VIDEO_CONSUME", "GIFT"]
 
 
-async def test_a_task_older_than_the_timeout_fails_and_releases(settings: Settings, make_user: Any,
-                                                                db: Database) -> None:
-    slow = settings.model_copy(update={"local_generation_seconds": 30.0, "task_timeout_seconds": 1.0})
-    server = LiveServer(slow)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            user = await make_user(credits=10)
-            uuid = (await client.post("/api/v1/video/generate", json=GENERATE, headers=user.headers)).json()[
-                "data"]["uuid"]
-            video = await wait_for_status(client, user, uuid, {"COMPLETED", "FAILED"}, timeout=30)
-            assert video["status"] == "FAILED"
-            assert (await balance_of(db, user)).available == 10
-    finally:
-        server.stop()
+async def test_a_task_older_than_the_timeout_fails_and_releases(serve: Serve, make_user: Any, db: Database) -> None:
+    server = serve(local_generation_seconds=30.0, task_timeout_seconds=1.0)
+    user = await make_user(credits=10)
+    video = await generate_and_settle(server, user)
+    assert video["status"] == "FAILED"
+    assert (await balance_of(db, user)).available == 10
+    assert video["history"] == ["VIDEO_REFUND", "VIDEO_CONSUME", "GIFT"]

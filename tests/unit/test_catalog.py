@@ -66,9 +66,8 @@ def test_missing_required_fields_are_refused(missing: str) -> None:
         CATALOG.validate(raw)
 
 
-def test_a_disabled_model_is_refused() -> None:
-    text = Catalog.load().models  # the real file has all enabled; build a disabled variant
-    disabled = Catalog.from_toml("""
+def one_model_catalog(*, enabled: bool = True) -> Catalog:
+    return Catalog.from_toml(f"""
 [models.m]
 name = "M"
 provider = "X"
@@ -77,28 +76,18 @@ durations = [4]
 resolutions = ["720p"]
 aspect_ratios = ["16:9"]
 max_prompt_length = 10
-enabled = false
-price_per_second = { "720p" = "1" }
+enabled = {str(enabled).lower()}
+price_per_second = {{ "720p" = "1" }}
 """)
-    assert text
+
+
+def test_a_disabled_model_is_refused() -> None:
     with pytest.raises(BadUserInput, match="unknown or disabled"):
-        disabled.validate({"prompt": "a", "model": "m", "duration": 4, "aspectRatio": "16:9"})
+        one_model_catalog(enabled=False).validate({"prompt": "a", "model": "m", "duration": 4, "aspectRatio": "16:9"})
 
 
 def test_image_to_video_is_refused_on_a_text_only_model() -> None:
-    text_only = Catalog.from_toml("""
-[models.t]
-name = "T"
-provider = "X"
-modes = ["text-to-video"]
-durations = [4]
-resolutions = ["720p"]
-aspect_ratios = ["16:9"]
-max_prompt_length = 10
-enabled = true
-price_per_second = { "720p" = "1" }
-""")
     with pytest.raises(BadUserInput, match="image-to-video") as info:
-        text_only.validate({"prompt": "a", "model": "t", "duration": 4, "aspectRatio": "16:9",
-                            "startImageUrl": "https://example.com/a.jpg"})
+        one_model_catalog().validate({"prompt": "a", "model": "m", "duration": 4, "aspectRatio": "16:9",
+                                      "startImageUrl": "https://example.com/a.jpg"})
     assert info.value.field == "startImageUrl"
