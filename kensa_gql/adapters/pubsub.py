@@ -54,9 +54,13 @@ _STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADI
 _TERMINAL = 3
 
 
-def _position(video: Video) -> tuple[int, int, bool]:
-    """How far along a snapshot is; a video only ever moves forward in this order."""
-    return _STAGE[video.status], video.progress, video.deleted
+def _position(video: Video) -> tuple[bool, int, int]:
+    """How far along a snapshot is; a video only ever moves forward in this order.
+
+    Deletion comes first: a delete reads the video in its own transaction, so on PostgreSQL its
+    snapshot can be older than a status change committed meanwhile, yet it must still get through.
+    """
+    return video.deleted, _STAGE[video.status], video.progress
 
 
 class Watch:
@@ -73,7 +77,7 @@ class Watch:
         self.uuid = uuid
         self._watchers = {} if watchers is None else watchers  # None: a watch nobody offers to
         self._latest: Video | None = None
-        self._position: tuple[int, int, bool] | None = None
+        self._position: tuple[bool, int, int] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> Watch:
@@ -92,7 +96,7 @@ class Watch:
         # Events from several processes (and database re-reads) can arrive out of order or twice:
         # anything not ahead of what this watcher already has is old news, and nothing follows a
         # terminal status.
-        if self._position is not None and (position <= self._position or self._position[0] == _TERMINAL):
+        if self._position is not None and (position <= self._position or self._position[1] == _TERMINAL):
             return
         self._position = position
         self._latest = video

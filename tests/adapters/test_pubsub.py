@@ -64,6 +64,16 @@ async def test_stale_and_repeated_snapshots_are_dropped(late: Video) -> None:
     assert await nothing_arrives(watch)
 
 
+async def test_a_deletion_gets_through_even_with_an_older_snapshot() -> None:
+    # On PostgreSQL a delete can read the video just before the runner commits a status change,
+    # and publish that older snapshot after it: the deletion must still reach the watcher.
+    watch = Watch(UUID)
+    watch.offer(at(VideoStatus.GENERATING, 30))
+    await receive(watch)
+    watch.offer(dataclasses.replace(at(VideoStatus.PENDING), deleted=True))
+    assert (await receive(watch)).deleted
+
+
 async def test_nothing_follows_a_terminal_status() -> None:
     watch = Watch(UUID)
     watch.offer(at(VideoStatus.FAILED, 10))
