@@ -26,6 +26,9 @@ async def test_a_callback_before_the_next_poll_completes_the_video_at_once(
     emulator = gateway.emulators[vendor]
     emulator.script.callback = "on_complete"
     emulator.script.deliver_to = gateway.url
+    # Long enough that the poll right after submitting still sees it running, even on a loaded
+    # machine: only the callback can then finish it within the 60 s poll interval.
+    emulator.script.generation_seconds = 3.0
     user: User = await make_user(credits=50)  # type: ignore[operator]
     started = time.monotonic()
     # when
