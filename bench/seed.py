@@ -103,6 +103,9 @@ def seed(directory: Path, name: str, *, videos: int, users: int = 5, bench_share
                 "thumbnail_url, start_image_url, duration, resolution, aspect_ratio, file_size, credits_used, "
                 "generation_time, error_message, created_at_ms, started_at_ms, completed_at_ms, deleted_at_ms) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            # These rows bypass the stores, which keep each user's count of live videos: set it here.
+            conn.execute("UPDATE users SET live_videos = (SELECT count(*) FROM videos "
+                         "WHERE videos.user_id = users.id AND videos.deleted_at_ms IS NULL)")
     finally:
         conn.close()
     return out

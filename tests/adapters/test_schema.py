@@ -32,7 +32,7 @@ async def test_migrations_build_exactly_the_declared_tables(db: Database) -> Non
         assert await uow.conn.run_sync(_differences) == []
         indexes = await uow.conn.run_sync(_indexes)
     assert "ix_tasks_next_run_at_ms" in indexes["tasks"]
-    assert "ix_videos_user_list" in indexes["videos"]
+    assert "ix_videos_user_live" in indexes["videos"]
     assert "ix_credit_entries_user_history" in indexes["credit_entries"]
 
 

@@ -45,7 +45,7 @@ class _Compiled:
 
 
 _OWNED_VIDEO = _Compiled(videos_store.OWNED_VIDEO)
-_OWNED_COUNT = _Compiled(videos_store.OWNED_COUNT)
+_OWNED_TOTAL = _Compiled(videos_store.OWNED_TOTAL)
 _OWNED_PAGE = _Compiled(videos_store.OWNED_PAGE)
 _KEY_BY_PREFIX = _Compiled(accounts_store.KEY_BY_PREFIX)
 
@@ -94,14 +94,14 @@ class Reads:
             # One read transaction: the total and the page come from the same snapshot.
             conn.execute("BEGIN")
             try:
-                total = conn.execute(_OWNED_COUNT.sql, _OWNED_COUNT.args(params)).fetchone()[0]
+                counted = conn.execute(_OWNED_TOTAL.sql, _OWNED_TOTAL.args(params)).fetchone()
                 rows = conn.execute(_OWNED_PAGE.sql, _OWNED_PAGE.args(params)).fetchall()
             finally:
                 conn.execute("COMMIT")
         except sqlite3.OperationalError:
             self.fallbacks += 1
             return None
-        return [video_from_values(r) for r in rows], int(total)
+        return [video_from_values(r) for r in rows], int(counted[0]) if counted else 0
 
     async def owned_video(self, uuid: str, user_id: int) -> Video | None:
         """The owner's non-deleted video, or None: unknown, deleted and foreign look the same."""

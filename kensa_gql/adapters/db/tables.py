@@ -32,6 +32,9 @@ users = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("created_at_ms", BigInteger, nullable=False),
+    # How many of the user's videos are not soft-deleted: the list's total without counting rows.
+    # Kept by the unit of work in the transaction that creates or deletes a video (uow.py).
+    Column("live_videos", BigInteger, nullable=False, server_default=text("0")),
 )
 
 api_keys = Table(
@@ -129,7 +132,10 @@ videos = Table(
     Column("completed_at_ms", BigInteger),
     Column("deleted_at_ms", BigInteger),
     CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),
-    Index("ix_videos_user_list", "user_id", "created_at_ms", "id"),
+    # The owner's list, newest first: only live rows are in it, so a page (and any OFFSET before
+    # it) is read straight off the index, never a soft-deleted row looked up to be skipped.
+    Index("ix_videos_user_live", "user_id", "created_at_ms", "id",
+          sqlite_where=text("deleted_at_ms IS NULL"), postgresql_where=text("deleted_at_ms IS NULL")),
 )
 
 # The durable runner's state for a video still in flight; deleted when the video is terminal,

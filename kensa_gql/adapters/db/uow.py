@@ -7,9 +7,11 @@ import functools
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from kensa_gql.adapters.db.engine import IMMEDIATE
+from kensa_gql.adapters.db.tables import users
 
 if TYPE_CHECKING:
     from kensa_gql.adapters.db.reads import Reads
@@ -21,6 +23,9 @@ class UnitOfWork:
     ``write=True`` takes the database's write lock up front on SQLite (BEGIN IMMEDIATE); on
     PostgreSQL the repositories lock the rows they change (``FOR UPDATE``). ``gate``: an
     in-process lock a SQLite writer holds around its transaction (see Database).
+
+    It also keeps each user's count of live videos (users.live_videos): the stores note every
+    video they create or soft-delete, and commit writes the net change in the same transaction.
     """
 
     def __init__(self, engine: AsyncEngine, *, write: bool, gate: asyncio.Lock | None = None) -> None:
@@ -29,6 +34,7 @@ class UnitOfWork:
         self._gate = gate
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
+        self._live_video_changes: dict[int, int] = {}
         self.is_postgres = engine.dialect.name == "postgresql"
 
     @property
@@ -55,9 +61,28 @@ class UnitOfWork:
             raise
         return self
 
+    def count_live_videos(self, user_id: int, change: int) -> None:
+        """Note that this transaction adds (or soft-deletes) videos of a user; written at commit."""
+        self._live_video_changes[user_id] = self._live_video_changes.get(user_id, 0) + change
+
     async def commit(self) -> None:
         assert self._tx is not None
+        await self._write_live_video_counts()
         await self._tx.commit()
+
+    async def _write_live_video_counts(self) -> None:
+        # Written last, right before COMMIT: on PostgreSQL a users row is then the last lock a
+        # writer takes, and a transaction holding it waits for nothing more, so it cannot close a
+        # deadlock cycle with the account row (generate), the video row (delete) or the runner's
+        # task, video and account rows. It is a non-key update, so it does not conflict with the
+        # FOR KEY SHARE lock that inserting a video or an API key takes on the same row. Users in
+        # id order, should one transaction ever touch several. One atomic increment per user; a
+        # rolled-back transaction writes none.
+        changes, self._live_video_changes = self._live_video_changes, {}
+        for user_id in sorted(changes):
+            if changes[user_id]:
+                await self.conn.execute(update(users).where(users.c.id == user_id)
+                                        .values(live_videos=users.c.live_videos + changes[user_id]))
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kensa_gql.adapters.db.tables import idempotency_keys, tasks, videos
+from kensa_gql.adapters.db.tables import idempotency_keys, tasks, users, videos
 from kensa_gql.adapters.db.uow import Database, UnitOfWork
 from kensa_gql.domain.errors import InvalidTransition
 from kensa_gql.domain.videos import Video, VideoStatus
@@ -22,7 +22,9 @@ _VIDEO_COLUMNS = [c for c in videos.c if c.name not in ("started_at_ms",)]
 # live here alone.
 _LIVE = and_(videos.c.user_id == bindparam("user_id"), videos.c.deleted_at_ms.is_(None))
 OWNED_VIDEO = select(*_VIDEO_COLUMNS).where(videos.c.uuid == bindparam("uuid"), _LIVE)
-OWNED_COUNT = select(func.count()).select_from(videos).where(_LIVE)
+# The list's total: the count kept on the user's row (see UnitOfWork.count_live_videos), which
+# equals COUNT(*) over _LIVE without reading the owner's rows.
+OWNED_TOTAL = select(users.c.live_videos).where(users.c.id == bindparam("user_id"))
 OWNED_PAGE = (select(*_VIDEO_COLUMNS).where(_LIVE).order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
               .offset(bindparam("offset")).limit(bindparam("limit")))
 
@@ -107,6 +109,7 @@ class VideosStore:
             progress=0, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio,
             start_image_url=start_image_url, credits_used=credits, created_at_ms=now_ms,
         ).returning(*_VIDEO_COLUMNS))
+        self._uow.count_live_videos(user_id, +1)
         return video_from_row(result.one())
 
     async def get_owned(self, uuid: str, user_id: int) -> Video | None:
@@ -135,15 +138,22 @@ class VideosStore:
 
     async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
         conn = self._uow.conn
-        total = int((await conn.execute(OWNED_COUNT, {"user_id": user_id})).scalar_one())
+        total = int((await conn.execute(OWNED_TOTAL, {"user_id": user_id})).scalar_one_or_none() or 0)
         rows = await conn.execute(OWNED_PAGE, {"user_id": user_id, "offset": offset, "limit": limit})
         return [video_from_row(r) for r in rows], total
 
     async def soft_delete(self, video_id: int, now_ms: int) -> bool:
+        """Mark a live video deleted; False (and no count change) if it already was."""
         result = await self._uow.conn.execute(
             update(videos).where(videos.c.id == video_id, videos.c.deleted_at_ms.is_(None))
-            .values(deleted_at_ms=now_ms))
-        return result.rowcount == 1
+            .values(deleted_at_ms=now_ms).returning(videos.c.user_id))
+        # Only the statement that flipped the row gets it back: a second delete, even one that
+        # waited on PostgreSQL for the first to commit, matches nothing and counts nothing.
+        user_id = result.scalar_one_or_none()
+        if user_id is None:
+            return False
+        self._uow.count_live_videos(int(user_id), -1)
+        return True
 
     async def update_status(self, video: Video, **values: Any) -> Video:
         """Compare-and-set on status: the row changes only if nobody moved it meanwhile."""
