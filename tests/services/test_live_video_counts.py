@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +224,19 @@ def test_a_burst_of_generates_and_racing_deletes_keeps_the_count_exact(migrated_
     burst = [("generate", i) for i in range(20)]
     wreck = [("delete", i) for i in range(20)] + [("fail", i) for i in range(0, 20, 3)]
     asyncio.run(_run_batches(migrated_url, [burst, burst[:10] + wreck, wreck]))
+
+
+def test_the_bench_seed_sets_the_counts_of_the_videos_it_writes_directly(tmp_path: Path) -> None:
+    from bench import seed
+
+    seeded = seed.seed(tmp_path, "reads.db", videos=400)
+    db = Database(create_engine(seeded.url))
+
+    async def check() -> dict[int, int]:
+        try:
+            return await assert_counts_exact(db)
+        finally:
+            await db.dispose()
+
+    found = asyncio.run(check())
+    assert found[seeded.user_id] == len(seeded.readable) + 1  # and the PENDING video the fan-out watches
