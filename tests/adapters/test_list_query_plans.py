@@ -38,10 +38,12 @@ async def bench_shaped(db: Database) -> Database:
     return db
 
 
-async def _plan(db: Database, statement: Select[Any], params: dict[str, int]) -> str:
+async def _plan(db: Database, statement: Select[Any], params: dict[str, int], *, pg_setup: str = "") -> str:
     """EXPLAIN of the statement as the app sends it, with these (integer) parameters."""
     async with db.reading() as uow:
         if uow.is_postgres:
+            if pg_setup:
+                await uow.conn.exec_driver_sql(pg_setup)
             sql = str(statement.compile(dialect=postgresql.dialect())) % params  # pyformat, ints only
             rows = await uow.conn.exec_driver_sql("EXPLAIN " + sql)
             return "\n".join(r[0] for r in rows)
@@ -53,12 +55,11 @@ async def _plan(db: Database, statement: Select[Any], params: dict[str, int]) ->
 
 @pytest.mark.parametrize("offset", [0, 1_000])
 async def test_a_page_walks_the_partial_list_index_without_sorting(bench_shaped: Database, offset: int) -> None:
-    async with bench_shaped.reading() as uow:
-        if offset and uow.is_postgres:
-            # Far down the list PostgreSQL's planner may prefer a bitmap scan and a sort, by its
-            # cost settings (random_page_cost), although the index scan is faster: its choice.
-            pytest.skip("PostgreSQL plans deep offsets by cost")
-    plan = await _plan(bench_shaped, OWNED_PAGE, {"user_id": OWNER, "offset": offset, "limit": 20})
+    # Far down the list PostgreSQL's planner may prefer a bitmap scan and a sort by its cost
+    # settings (random_page_cost), although the index scan is faster: that choice is its own, so
+    # there the test checks that the index can serve the page in order once bitmap scans are off.
+    setup = "SET LOCAL enable_bitmapscan = off" if offset else ""
+    plan = await _plan(bench_shaped, OWNED_PAGE, {"user_id": OWNER, "offset": offset, "limit": 20}, pg_setup=setup)
     assert "ix_videos_user_live" in plan, plan
     assert "sort" not in plan.lower() and "TEMP B-TREE" not in plan, plan
     # Every row the index yields is a live one: no filter left to apply on PostgreSQL.
