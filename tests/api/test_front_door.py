@@ -164,8 +164,10 @@ async def test_other_methods_and_paths_answer_the_same(pair: Pair, make_user: An
     assert (await pair.same("POST", "/graphql", headers=json_type, content=query)).json()["data"]["video"][
         "uuid"] == mine
     await pair.same("POST", "/graphql", headers={"content-type": "application/json"}, content=query)
-    for body in (b"{not json", b"{}", b'{"query": "{ nope }"}', b"[]"):
+    too_large = json.dumps({"query": "{ __typename }", "pad": "x" * 200_000}).encode()
+    for body in (b"{not json", b"{}", b'{"query": "{ nope }"}', b"[]", too_large):
         await pair.same("POST", "/graphql", headers=json_type, content=body)
+    await pair.same("POST", "/graphql", headers={**auth, "content-type": "text/plain"}, content=query)
     await pair.same("POST", "/graphql/", headers=json_type, content=query)
     await pair.same("POST", "/graphql?x=1", headers=json_type, content=query)
     await pair.same("PUT", "/graphql", headers=json_type, content=query)
