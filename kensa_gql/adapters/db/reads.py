@@ -45,8 +45,6 @@ class _Compiled:
 
 
 _OWNED_VIDEO = _Compiled(videos_store.OWNED_VIDEO)
-assert _OWNED_VIDEO.order == ("uuid", "user_id")  # passed positionally on the hottest read
-_REMEMBERED_VIDEOS = 4096  # per connection: a few MB at most
 _OWNED_COUNT = _Compiled(videos_store.OWNED_COUNT)
 _OWNED_PAGE = _Compiled(videos_store.OWNED_PAGE)
 _KEY_BY_PREFIX = _Compiled(accounts_store.KEY_BY_PREFIX)
@@ -63,7 +61,6 @@ class Reads:
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.fallbacks = 0  # reads that took the ordinary path although the fast one exists
-        self.remembered = 0  # single-video reads answered from memory after the version check
 
     @property
     def fast(self) -> bool:
@@ -109,42 +106,11 @@ class Reads:
     async def owned_video(self, uuid: str, user_id: int) -> Video | None:
         """The owner's non-deleted video, or None: unknown, deleted and foreign look the same."""
         if self._path is not None:
-            found = self._owned_video(uuid, user_id)
-            if found is not None:
-                return found[0] if found else None
+            rows = self._fetch(_OWNED_VIDEO, {"uuid": uuid, "user_id": user_id})
+            if rows is not None:
+                return video_from_values(rows[0]) if rows else None
         async with self._reading() as uow:
             return await VideosStore(uow).get_owned(uuid, user_id)
-
-    def _owned_video(self, uuid: str, user_id: int) -> list[Video] | None:
-        """``[video]``, ``[]`` when there is none, or None when the fast path cannot answer now.
-
-        Videos found are remembered with the database's ``data_version``, which changes whenever
-        any other connection (this one never writes) commits: a remembered video is served only
-        while nothing at all has been committed since it was read, so it is exactly what the
-        SELECT would return. Checking costs about a quarter of the read and of building the video.
-        """
-        try:
-            conn = self._connection()
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            local = self._local
-            if getattr(local, "version", None) != version:
-                local.videos, local.version = {}, version
-            videos: dict[tuple[str, int], Video] = local.videos
-            video = videos.get((uuid, user_id))
-            if video is not None:
-                self.remembered += 1
-                return [video]
-            rows = conn.execute(_OWNED_VIDEO.sql, (uuid, user_id)).fetchall()
-        except sqlite3.OperationalError:
-            self.fallbacks += 1
-            return None
-        if not rows:
-            return []
-        video = video_from_values(rows[0])
-        if len(videos) >= _REMEMBERED_VIDEOS:
-            videos.clear()
-        videos[uuid, user_id] = video
-        return [video]
 
     async def owned_videos(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
         """One page of the owner's non-deleted videos, newest first, and how many there are."""
