@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -35,6 +36,7 @@ from kensa_gql.adapters.providers.registry import (
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.api.frontdoor import FrontDoor, Handler
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
@@ -131,10 +133,11 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
 
     media_dir.mkdir(parents=True, exist_ok=True)
     gql = graphql_app(settings)
+    # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
+    graphql_route = Route("/graphql", gql)
     # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
-        # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
-        Route("/graphql", gql),
+        graphql_route,
         Mount("/api/v1", routes=rest.routes()),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
@@ -150,8 +153,11 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key",
                                                     "x-request-id"]))
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={KensaError: on_kensa_error, HTTPException: on_http_error})
+    handlers: dict[Any, Handler] = {KensaError: on_kensa_error, HTTPException: on_http_error}
+    # Innermost, inside the request context and CORS: the hottest routes skip Starlette's
+    # exception layer and router, and nothing else changes (api/frontdoor.py).
+    middleware.append(Middleware(FrontDoor, graphql=graphql_route, handlers=handlers))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
     app.state.callbacks = callback_urls(settings)
     return app

@@ -28,8 +28,12 @@ class RequestContext:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
-        request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":  # the first one
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _SAFE_ID.match(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -102,9 +104,16 @@ async def task_status(request: Request) -> Response:
 
 
 async def get_video(request: Request) -> Response:
-    principal = await _principal(request)
-    video = await videos.get_video(request.path_params["uuid"], principal, deps=_deps(request))
-    return ok(render.video_detail(video))
+    body = await video_body(request.app.state, request.headers.get("authorization"), request.path_params["uuid"])
+    return Response(body, media_type=FastJSONResponse.media_type)
+
+
+async def video_body(state: State, authorization: str | None, uuid: str) -> bytes:
+    """``GET /video/{uuid}``'s answer, for the route above and the front door (``api/frontdoor.py``)."""
+    authenticator: accounts.Authenticator = state.authenticator
+    principal = await authenticator.authenticate(bearer_token(authorization))
+    video = await videos.get_video(uuid, principal, deps=state.deps)
+    return orjson.dumps({"success": True, "data": render.video_detail(video)})
 
 
 async def delete_video(request: Request) -> Response:
