@@ -97,7 +97,10 @@ def _leaf(kind: Any, non_null: bool) -> Any:
             return None
         if isinstance(value, Exception):
             raise Fallback("an error value")
-        coerced = kind.coerce_output_value(value)
+        try:
+            coerced = kind.coerce_output_value(value)
+        except Exception as exc:
+            raise Fallback(f"{kind} refused a value") from exc
         if coerced is None or coerced is Undefined:
             raise Fallback(f"{kind} refused a value")
         return coerced
