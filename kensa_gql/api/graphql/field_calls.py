@@ -11,16 +11,18 @@ extensions, permission classes or exception handlers): ``callable_field`` says w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import strawberry
 from graphql import (
     FieldNode,
     GraphQLField,
+    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
     ListValueNode,
     ObjectValueNode,
+    Undefined,
     ValueNode,
     VariableNode,
 )
@@ -110,6 +112,16 @@ class FieldCall:
                        if all(_as_given(a.type) for a in definition.arguments) else None)
         self._coerced: dict[str, Any] | None = None
         self._converted: dict[str, Any] | None = None
+        # (variable, Python name, non-null) when every argument is given as a variable: graphql-core
+        # takes a variable's coerced value as it is, unless it is missing or null for a non-null one.
+        self._from_variables: tuple[tuple[str, str, bool], ...] | None = None
+        given = {a.name.value: a.value for a in node.arguments or ()}
+        python = dict(self._names or ())
+        if python and set(python) == set(given) == set(field_def.args) and all(
+                isinstance(v, VariableNode) and field_def.args[n].out_name is None for n, v in given.items()):
+            self._from_variables = tuple(
+                (cast(VariableNode, given[n]).name.value, python[n], isinstance(a.type, GraphQLNonNull))
+                for n, a in field_def.args.items())
         if not (field_def.args or node.arguments):
             self._coerced = {}
         elif not any(_mentions_variables(a.value) for a in node.arguments or ()):
@@ -125,18 +137,31 @@ class FieldCall:
         return convert_arguments(coerced, self._definition.arguments, scalar_registry=self._registry,
                                  config=self._config, info=info)
 
+    def _variables(self, coerced: dict[str, Any]) -> dict[str, Any] | None:
+        """The arguments from the variables' values, or None where graphql-core has more to do."""
+        assert self._from_variables is not None
+        kwargs: dict[str, Any] = {}
+        for variable, python, non_null in self._from_variables:
+            value = coerced.get(variable, Undefined)
+            if value is Undefined or (value is None and non_null):
+                return None
+            kwargs[python] = value
+        return kwargs
+
     def __call__(self, source: Any, context: Any, root_value: Any, variables: VariableValues) -> Any:
         """The resolver's result (an awaitable for an async resolver); raises what it raises."""
         raw = GraphQLResolveInfo(*self._head, root_value, self._operation, variables, context,
                                  optimized_is_awaitable, None, None)  # type: ignore[arg-type]
         info = self._info_class(_raw_info=raw, _field=self._definition)
         kwargs = self._converted
+        if kwargs is None and self._from_variables is not None:
+            kwargs = self._variables(variables.coerced)
         if kwargs is None:
             coerced = self._coerced
             if coerced is None:
                 coerced = get_argument_values(self._field_def, self._node, variables)
             kwargs = self._convert(coerced, info)
-        else:
+        elif kwargs is self._converted:
             kwargs = dict(kwargs)
         for name in self._source_names:
             kwargs[name] = source

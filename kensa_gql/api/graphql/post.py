@@ -57,7 +57,7 @@ async def answer(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send,
         return False
     content_type, accept = _headers(scope["headers"])
     # Starlette decodes header values as latin-1: a byte search finds the same ASCII words.
-    if _JSON not in content_type or any(kind in accept for kind in _STREAMING):
+    if _JSON not in content_type or (accept and any(kind in accept for kind in _STREAMING)):
         return False
     try:
         data = orjson.loads(body)
@@ -69,7 +69,7 @@ async def answer(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send,
     if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
         return False
     entry = documents.entry(query)
-    chosen = None if entry is None else prepared.chosen_operation(entry.document, name)
+    chosen = None if entry is None else entry.operation(name)
     if entry is None or chosen is None:
         return False
     operation, operation_name = chosen

@@ -46,12 +46,23 @@ DOCUMENTS = 256
 class Prepared:
     """A remembered document, and the plans compiled for its operations (by operation node)."""
 
-    __slots__ = ("document", "plans", "query")
+    __slots__ = ("chosen", "document", "plans", "query")
 
     def __init__(self, query: str, document: DocumentNode) -> None:
         self.query = query
         self.document = document
         self.plans: dict[int, OperationPlan | NotCompiled] = {}
+        # chosen_operation's answers by requested name: only names the document has, so few.
+        self.chosen: dict[str | None, tuple[OperationDefinitionNode, str | None]] = {}
+
+    def operation(self, name: str | None) -> tuple[OperationDefinitionNode, str | None] | None:
+        """The operation a request names, as ``chosen_operation`` finds it."""
+        chosen = self.chosen.get(name)
+        if chosen is None:
+            chosen = chosen_operation(self.document, name)
+            if chosen is not None:
+                self.chosen[name] = chosen
+        return chosen
 
     def plan(self, schema: KensaSchema, operation: OperationDefinitionNode) -> OperationPlan | NotCompiled:
         plan = self.plans.get(id(operation))  # the document holds the node: its id stays its own
