@@ -238,9 +238,10 @@ class _Compiler:
         complete = self.source.name(_leaf(kind, non_null))
         members = getattr(kind, "wrapped_cls", None)
         if isinstance(kind, GraphQLEnumType) and members is not None:
-            # Strawberry's enum type serialises a member by scanning its values: memoised here.
-            memo = self.source.name({member: kind.coerce_output_value(member) for member in members})
-            line = f"{var} = {memo}[{var}] if type({var}) is {self.source.name(members)} else {complete}({var})"
+            # Strawberry's enum type serialises a member by scanning its values: memoised here, by
+            # identity (members are the enum's only instances, and an Enum's hash is Python code).
+            memo = self.source.name({id(member): kind.coerce_output_value(member) for member in members})
+            line = f"{var} = {memo}[id({var})] if type({var}) is {self.source.name(members)} else {complete}({var})"
             return [line] if non_null else [f"if {var} is not None:", "    " + line]
         python = _AS_IS.get(kind)
         if python is None:

@@ -118,6 +118,22 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             raise ClientDisconnect()
 
 
+def _capped(receive: Receive, limit: int) -> Receive:
+    """A receive that raises _BodyTooLarge once more than ``limit`` bytes of body have come."""
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge()
+        return message
+
+    return capped
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that gives ``body`` once more, then whatever the client sends next (a disconnect)."""
     pending = [body]
@@ -154,7 +170,6 @@ class KensaGraphQL(GraphQL[Context, None]):
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await self._too_large(self.max_body_bytes, scope, receive, send)
             return
-        body_receive: Receive = receive
         try:
             if scope["method"] == "POST":
                 # Read here, capped, for the shortcut; Strawberry is handed the same bytes.
@@ -162,6 +177,8 @@ class KensaGraphQL(GraphQL[Context, None]):
                 if await post.answer(self, scope, receive, send, body):
                     return
                 body_receive = _replay(body, receive)
+            else:
+                body_receive = _capped(receive, self.max_body_bytes)
             await super().__call__(scope, body_receive, send)
         except _BodyTooLarge:
             await self._too_large(self.max_body_bytes, scope, receive, send)

@@ -84,16 +84,20 @@ class World:
 
 @pytest.fixture
 async def world(serve: Serve, make_user: Any) -> AsyncIterator[World]:
-    server = serve()
-    route = next(r for r in server.app.routes if isinstance(r, Route) and r.path == "/graphql")
-    schema: KensaSchema = route.app.schema  # type: ignore[attr-defined]
     owner: User = await make_user(credits=100)
     other: User = await make_user(credits=100)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+    # One video made by a server with the runner, which then stops; the rest stay as they are.
+    maker = serve()
+    async with httpx.AsyncClient(base_url=maker.url, timeout=30) as http:
         done = await generate(http, owner.key)
+        await wait_for_status(http, owner, done, {"COMPLETED"})
+    maker.stop()
+    server = serve(run_worker=False)
+    route = next(r for r in server.app.routes if isinstance(r, Route) and r.path == "/graphql")
+    schema: KensaSchema = route.app.schema  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         pending = await generate(http, owner.key, prompt="a second one")
         foreign = await generate(http, other.key)
-        await wait_for_status(http, owner, done, {"COMPLETED"})
         keys = {"owner": owner.key, "other": other.key, "none": None, "bad": "kg_" + "x" * 45}
         schema.prepared.counts.clear()
         yield World(http, schema.prepared, keys, {"done": done, "pending": pending, "foreign": foreign})
