@@ -331,6 +331,8 @@ class OperationPlan:
                 program = _Compiler(self._schema, self._document, self._operation, variables).program()
             except NotCompiled as exc:
                 program = exc
+            except Exception as exc:  # e.g. a literal argument graphql-core refuses: its path reports it
+                program = NotCompiled(f"{type(exc).__name__} while compiling")
             self._programs[key] = program
         if isinstance(program, NotCompiled):
             raise program

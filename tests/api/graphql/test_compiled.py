@@ -257,3 +257,12 @@ async def test_each_skip_and_include_combination_has_its_own_plan_up_to_a_limit(
         answered += 1
         assert data == (await _strawberry(document, variables)).data
     assert answered == 16
+
+
+async def test_an_operation_that_fails_to_compile_is_refused_once_and_for_all() -> None:
+    # Validation would refuse this literal; a plan meeting it anyway leaves it to graphql-core.
+    plan, _ = _plan('{ holder { later(n: "three") } }')
+    coerced = plan.variables({})
+    for _ in range(2):
+        with pytest.raises(NotCompiled, match="GraphQLError while compiling"):
+            plan.program(coerced)
