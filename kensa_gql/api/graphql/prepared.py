@@ -4,10 +4,12 @@ For a small query, Strawberry's view and extension runner cost as much as the qu
 measured in-process, a ``video(uuid)`` read took 243 us through the view, of which graphql-core's
 execution was 81 us. Clients send the same few documents over and over, so once Strawberry has
 parsed and validated a document (with every rule and limit of the schema), ``RememberPrepared``
-keeps it, and the next POST of the same text is executed directly by graphql-core with the same
-executor, context and arguments Strawberry would pass. Errors still go through the schema's own
-``process_errors`` and the extensions' ``on_operation`` hooks (ErrorCodes renders and masks them),
-and the response is built by the view's own ``process_result`` and ``create_response``.
+keeps it, and the next POST of the same text skips Strawberry's view (post.py): a query runs as
+a compiled plan (compiled.py), and anything else, or a query the plan cannot answer, is
+executed here directly by graphql-core with the same executor, context and arguments
+Strawberry would pass. Errors still go through the schema's own ``process_errors`` and the
+extensions' ``on_operation`` hooks (ErrorCodes renders and masks them), and the response is
+built by the view's own ``process_result`` and ``create_response``.
 
 Anything else takes Strawberry's path: documents not seen before or refused, GET, batches,
 subscriptions, requests with ``extensions``, streaming ``Accept`` headers, bodies that are not
@@ -17,11 +19,10 @@ does not know to be inert after validation.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 from graphql import DocumentNode, OperationDefinitionNode
 from graphql import ExecutionResult as CoreResult
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaEx
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from kensa_gql.api.graphql.compiled import NotCompiled, OperationPlan
 from kensa_gql.api.graphql.errors import ErrorCodes
 from kensa_gql.api.graphql.limits import SafeParserCache
 
@@ -39,8 +41,38 @@ if TYPE_CHECKING:
     from kensa_gql.api.graphql.view import KensaGraphQL
 
 DOCUMENTS = 256
-_OVER_POST = {"query": OperationType.QUERY, "mutation": OperationType.MUTATION}
-_STREAMING = ("multipart/mixed", "text/event-stream")
+
+
+class Prepared:
+    """A remembered document, and the plans compiled for its operations (by operation node)."""
+
+    __slots__ = ("chosen", "document", "plans", "query")
+
+    def __init__(self, query: str, document: DocumentNode) -> None:
+        self.query = query
+        self.document = document
+        self.plans: dict[int, OperationPlan | NotCompiled] = {}
+        # chosen_operation's answers by requested name: only names the document has, so few.
+        self.chosen: dict[str | None, tuple[OperationDefinitionNode, str | None]] = {}
+
+    def operation(self, name: str | None) -> tuple[OperationDefinitionNode, str | None] | None:
+        """The operation a request names, as ``chosen_operation`` finds it."""
+        chosen = self.chosen.get(name)
+        if chosen is None:
+            chosen = chosen_operation(self.document, name)
+            if chosen is not None:
+                self.chosen[name] = chosen
+        return chosen
+
+    def plan(self, schema: KensaSchema, operation: OperationDefinitionNode) -> OperationPlan | NotCompiled:
+        plan = self.plans.get(id(operation))  # the document holds the node: its id stays its own
+        if plan is None:
+            try:
+                plan = OperationPlan(schema, self.document, operation)
+            except NotCompiled as exc:
+                plan = exc
+            self.plans[id(operation)] = plan
+        return plan
 
 
 class PreparedDocuments:
@@ -48,23 +80,28 @@ class PreparedDocuments:
 
     def __init__(self, size: int = DOCUMENTS) -> None:
         self._size = size
-        self._documents: OrderedDict[str, tuple[str, DocumentNode]] = OrderedDict()
+        self._documents: OrderedDict[str, Prepared] = OrderedDict()
         self.enabled = True
+        # How POSTs of remembered documents were answered: "compiled", or why not (see post.py).
+        self.counts: Counter[str] = Counter()
+
+    def entry(self, query: str) -> Prepared | None:
+        entry = self._documents.get(query)
+        if entry is not None:
+            self._documents.move_to_end(query)
+        return entry
 
     def get(self, query: str) -> DocumentNode | None:
-        entry = self._documents.get(query)
-        if entry is None:
-            return None
-        self._documents.move_to_end(query)
-        return entry[1]
+        entry = self.entry(query)
+        return None if entry is None else entry.document
 
     def text(self, query: str) -> str:
         """The remembered copy of ``query`` (equal text), so long-lived operations share one."""
         entry = self._documents.get(query)
-        return query if entry is None else entry[0]
+        return query if entry is None else entry.query
 
     def remember(self, query: str, document: DocumentNode) -> None:
-        self._documents[query] = (query, document)
+        self._documents[query] = Prepared(query, document)
         self._documents.move_to_end(query)
         while len(self._documents) > self._size:
             self._documents.popitem(last=False)
@@ -116,35 +153,12 @@ def release(executor: Any) -> None:
     executor.async_helpers = None
 
 
-async def respond(view: KensaGraphQL, request: Request) -> Response | None:
-    """The response to ``request`` if it may take the shortcut, else None (its body is then read)."""
+async def execute(view: KensaGraphQL, request: Request, document: DocumentNode, *, query: str,
+                  variables: dict[str, Any] | None, name: str | None, operation_name: str | None,
+                  operation_type: OperationType, context: Any, root_value: Any) -> Response:
+    """The response Strawberry would give, from graphql-core's executor run directly."""
     schema: KensaSchema = view.schema  # type: ignore[assignment]
-    if not schema.prepared.enabled:
-        return None
-    headers = request.headers
-    if "application/json" not in headers.get("content-type", "") or any(
-            kind in headers.get("accept", "") for kind in _STREAMING):
-        return None
-    try:
-        data = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("extensions") is not None:
-        return None
-    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
-    if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
-        return None
-    document = schema.prepared.get(query)
-    chosen = None if document is None else chosen_operation(document, name)
-    if document is None or chosen is None:
-        return None
-    operation, operation_name = chosen
-    operation_type = _OVER_POST.get(operation.operation.value)
-    if operation_type is None:
-        return None
     sub_response = await view.get_sub_response(request)
-    context = await view.get_context(request, response=sub_response)
-    root_value: Any = await view.get_root_value(request)  # type: ignore[func-returns-value]
     # What graphql-core's execute() does (Strawberry's schema has no @defer or @stream), holding
     # on to the executor so its reference cycle can be broken once the result is complete.
     executor = schema.execution_context_class.build(

@@ -9,7 +9,7 @@ from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -24,7 +24,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
-from kensa_gql.api.graphql import fanout, prepared
+from kensa_gql.api.graphql import fanout, post
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.domain.errors import Unauthenticated
@@ -100,6 +100,40 @@ class _BodyTooLarge(Exception):
     pass
 
 
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, as Starlette's ``Request.body`` reads it; _BodyTooLarge past ``limit``."""
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                raise _BodyTooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """A receive that raises _BodyTooLarge once more than ``limit`` bytes of body have come."""
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge()
+        return message
+
+    return capped
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that gives ``body`` once more, then whatever the client sends next (a disconnect)."""
     pending = [body]
@@ -136,27 +170,15 @@ class KensaGraphQL(GraphQL[Context, None]):
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await self._too_large(self.max_body_bytes, scope, receive, send)
             return
-        received = 0
-
-        async def capped() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _BodyTooLarge()
-            return message
-
-        body_receive: Receive = capped
         try:
             if scope["method"] == "POST":
-                request = Request(scope, capped)
-                response = await prepared.respond(self, request)
-                if response is not None:
-                    await response(scope, receive, send)
+                # Read here, capped, for the shortcut; Strawberry is handed the same bytes.
+                body = await _read_body(receive, self.max_body_bytes)
+                if await post.answer(self, scope, receive, send, body):
                     return
-                if "_body" in request.__dict__:  # read by the attempt: hand it on to Strawberry
-                    body_receive = _replay(request._body, receive)
+                body_receive = _replay(body, receive)
+            else:
+                body_receive = _capped(receive, self.max_body_bytes)
             await super().__call__(scope, body_receive, send)
         except _BodyTooLarge:
             await self._too_large(self.max_body_bytes, scope, receive, send)

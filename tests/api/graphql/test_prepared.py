@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.routing import Route
 from strawberry.extensions import QueryDepthLimiter
 
-from kensa_gql.api.graphql import prepared
+from kensa_gql.api.graphql import post, prepared
 from kensa_gql.api.graphql.schema import KensaSchema, Query
 from kensa_gql.api.graphql.view import KensaGraphQL
 from kensa_gql.app import create_app
@@ -115,33 +114,40 @@ async def test_the_named_operation_is_the_one_run(client: Client) -> None:
         assert list(body["data"]) == [field]
 
 
-def request(client: Client, body: Any, method: str = "POST", **headers: str) -> Request:
+async def answered(client: Client, body: Any, **headers: str) -> bool:
+    """Whether post.answer took this POST (and then sent a response), with nothing sent otherwise."""
     raw = json.dumps(body).encode()
-    sent = [raw]
+    sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": sent.pop() if sent else b"", "more_body": False}
+        return {"type": "http.disconnect"}
 
-    scope = {"type": "http", "method": method, "path": "/graphql", "query_string": b"", "app": client.app,
-             "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {client.key}".encode()),
-                         *[(k.lower().encode(), v.encode()) for k, v in headers.items()]]}
-    return Request(scope, receive)
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = {"content-type": "application/json", "authorization": f"Bearer {client.key}", **headers}
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "query_string": b"", "app": client.app,
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    taken = await post.answer(client.view, scope, receive, send, raw)
+    assert bool(sent) == taken
+    return taken
 
 
 async def test_only_remembered_plain_posts_take_the_shortcut(client: Client) -> None:
     query = "{ models { id } }"
-    assert await prepared.respond(client.view, request(client, {"query": query})) is None  # not seen yet
+    assert not await answered(client, {"query": query})  # not seen yet
     await client.post({"query": query})
-    assert await prepared.respond(client.view, request(client, {"query": query})) is not None
-    for refused in (request(client, [{"query": query}]),                                   # a batch
-                    request(client, {"query": query, "extensions": {"persistedQuery": {}}}),
-                    request(client, {"query": query}, accept="multipart/mixed"),           # streaming
-                    request(client, {"query": query, "variables": [1]}),
-                    request(client, {"query": "{ models { id name } }"})):                  # another text
-        assert await prepared.respond(client.view, refused) is None
+    assert await answered(client, {"query": query})
+    for refused, headers in (([{"query": query}], {}),                                     # a batch
+                             ({"query": query, "extensions": {"persistedQuery": {}}}, {}),
+                             ({"query": query}, {"accept": "multipart/mixed"}),            # streaming
+                             ({"query": query}, {"content-type": "text/plain"}),
+                             ({"query": query, "variables": [1]}, {}),
+                             ({"query": "{ models { id name } }"}, {})):                    # another text
+        assert not await answered(client, refused, **headers)
     subscription = f'subscription {{ videoStatus(uuid: "{UNKNOWN}") {{ uuid }} }}'
     await client.post({"query": subscription})
-    assert await prepared.respond(client.view, request(client, {"query": subscription})) is None
+    assert not await answered(client, {"query": subscription})
 
 
 async def test_a_syntax_error_is_never_remembered(client: Client) -> None:
