@@ -39,8 +39,8 @@ from kensa_gql.domain import videos as domain
 from kensa_gql.services import videos as service
 
 if TYPE_CHECKING:
+    from kensa_gql.api.graphql.connection import Connection
     from kensa_gql.api.graphql.context import Context
-    from kensa_gql.api.graphql.websocket import Connection
 
 log = logging.getLogger("kensa_gql.websocket")
 FEEDS = 256  # (operation, variables) pairs remembered for sharing; a subscriber keeps its own alive
@@ -146,9 +146,9 @@ class Subscriber(Watcher):
         self.task: asyncio.Task[None] | None = None
 
     def cancel(self) -> None:
-        """Ended by the client or the socket's end: no more messages."""
+        """Ended by the client or the socket's end: no more changes (the legacy protocol then says complete)."""
         self.stop()
-        self.completed = True
+        self.pending = None
         task, self.task = self.task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
