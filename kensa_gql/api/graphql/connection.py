@@ -124,13 +124,14 @@ class Connection:
     async def run(self, receive: Receive) -> None:
         raise NotImplementedError
 
-    async def authenticate(self, params: dict[str, Any] | None) -> bool:
-        """Sign the socket in from connection_init (the payload's Authorization, else the upgrade's)."""
+    async def authenticate(self, params: dict[str, Any] | None) -> Unauthenticated | None:
+        """Sign the socket in from connection_init (the payload's Authorization, else the upgrade's);
+        the refusal, if it is refused."""
         try:
             self.principal = await authenticate(HTTPConnection(self.scope), params)
-        except Unauthenticated:
-            return False
-        return True
+        except Unauthenticated as refused:
+            return refused
+        return None
 
     def document_error(self, payload: dict[str, Any]) -> GraphQLError | None:
         return self.view.document_error(payload.get("query"))

@@ -13,7 +13,6 @@ from strawberry.utils.aio import aclosing
 from kensa_gql.api.graphql import subscribers
 from kensa_gql.api.graphql.connection import ACK, Connection, Operation
 from kensa_gql.api.graphql.fanout import dumps, encode_json
-from kensa_gql.domain.errors import Unauthenticated
 
 
 class LegacyConnection(Connection):
@@ -66,10 +65,9 @@ class LegacyConnection(Connection):
         if payload is not None and not isinstance(payload, dict):
             await self.send_text('{"type":"connection_error"}')
             await self.close(1000, "")
-        elif not await self.authenticate(payload):
-            error = Unauthenticated()
+        elif (refused := await self.authenticate(payload)) is not None:
             await self.send_text(encode_json({"type": "connection_error", "payload": {
-                "message": error.message, "extensions": {"code": error.code}}}))
+                "message": refused.message, "extensions": {"code": refused.code}}}))
             await self.close(1011, "")
         else:
             await self.send_text(ACK)

@@ -85,7 +85,7 @@ class TransportConnection(Connection):
             await self.close(4400, "Invalid connection init payload")
         elif self.acknowledged:  # a refused init closed the socket: only an accepted one can come before
             await self.close(4429, "Too many initialisation requests")
-        elif not await self.authenticate(payload):
+        elif await self.authenticate(payload) is not None:
             await self.close(4403, "Forbidden")
         else:
             await self.send_text(ACK)
