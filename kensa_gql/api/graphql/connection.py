@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from kensa_gql.adapters.pubsub import Watcher
 from kensa_gql.api.graphql import subscribers
@@ -44,7 +44,7 @@ class Operation:
 class Connection:
     """One socket: who is on it, its operations, and how to send to it."""
 
-    __slots__ = ("_send", "acknowledged", "closed", "operations", "principal", "scope", "view")
+    __slots__ = ("_send", "acknowledged", "closed", "deadline", "operations", "principal", "scope", "view")
     legacy = False
 
     def __init__(self, view: KensaGraphQL, scope: Scope, send: Send) -> None:
@@ -54,6 +54,7 @@ class Connection:
         self.principal: Principal | None = None
         self.acknowledged = False
         self.closed = False
+        self.deadline: float | None = None  # the loop time by which connection_init must have come
         self.operations: dict[str, Operation | subscribers.Subscriber] = {}
 
     # -- what operations need ------------------------------------------------------------------
@@ -121,8 +122,12 @@ class Connection:
         """``next_text`` for data already encoded (``data``: its JSON), byte for byte."""
         return f'{{"id":{dumps(op_id)},"type":"next","payload":{{"data":{data}}}}}'
 
-    async def run(self, receive: Receive) -> None:
+    async def received(self, text: str | None) -> None:
+        """One message from the client (None: not a text message)."""
         raise NotImplementedError
+
+    async def timed_out(self) -> None:
+        """No connection_init by the deadline."""
 
     async def authenticate(self, params: dict[str, Any] | None) -> Unauthenticated | None:
         """Sign the socket in from connection_init (the payload's Authorization, else the upgrade's);

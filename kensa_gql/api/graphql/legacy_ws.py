@@ -6,7 +6,6 @@ import contextlib
 import json
 from typing import Any
 
-from starlette.types import Receive
 from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
@@ -30,21 +29,16 @@ class LegacyConnection(Connection):
     def next_encoded(self, op_id: str, data: str) -> str:
         return f'{{"type":"data","id":{dumps(op_id)},"payload":{{"data":{data}}}}}'
 
-    async def run(self, receive: Receive) -> None:
-        while not self.closed:
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                return
-            text = message.get("text")
-            if text is None:
-                await self.close(1002, "WebSocket message type must be text")
-                return
-            try:
-                data = json.loads(text)
-            except ValueError:
-                continue  # as Strawberry: the legacy protocol ignores what it cannot parse
-            if isinstance(data, dict):
-                await self.handle(data)
+    async def received(self, text: str | None) -> None:
+        if text is None:
+            await self.close(1002, "WebSocket message type must be text")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return  # as Strawberry: the legacy protocol ignores what it cannot parse
+        if isinstance(data, dict):
+            await self.handle(data)
 
     async def handle(self, data: dict[str, Any]) -> None:
         kind = data.get("type")

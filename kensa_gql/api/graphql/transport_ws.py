@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
-from starlette.types import Receive
+from starlette.types import Scope, Send
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
@@ -19,6 +19,9 @@ from kensa_gql.api.graphql import subscribers
 from kensa_gql.api.graphql.connection import ACK, Connection, Operation
 from kensa_gql.api.graphql.fanout import encode_json
 
+if TYPE_CHECKING:
+    from kensa_gql.api.graphql.view import KensaGraphQL
+
 log = logging.getLogger("kensa_gql.websocket")
 
 
@@ -27,43 +30,34 @@ class TransportConnection(Connection):
 
     __slots__ = ()
 
-    async def run(self, receive: Receive) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.view.connection_init_wait_timeout.total_seconds()
-        initialised = False
-        while not self.closed:
-            if initialised:
-                message = await receive()
-            else:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    await self.close(4408, "Connection initialisation timeout")
-                    return
-            if message["type"] != "websocket.receive":
-                return  # websocket.disconnect
-            text = message.get("text")
-            if text is None:
-                await self.close(4400, "WebSocket message type must be text")
-                return
-            try:
-                data = json.loads(text)
-            except ValueError:
-                await self.close(4400, "WebSocket message must be valid JSON")
-                return
-            initialised = await self.handle(data) or initialised
+    def __init__(self, view: KensaGraphQL, scope: Scope, send: Send) -> None:
+        super().__init__(view, scope, send)
+        # Strawberry's init timeout without its task: the receive loop waits until the deadline.
+        self.deadline = asyncio.get_running_loop().time() + view.connection_init_wait_timeout.total_seconds()
 
-    async def handle(self, data: Any) -> bool:
-        """One client message; True once connection_init has been received."""
+    async def timed_out(self) -> None:
+        await self.close(4408, "Connection initialisation timeout")
+
+    async def received(self, text: str | None) -> None:
+        if text is None:
+            await self.close(4400, "WebSocket message type must be text")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            await self.close(4400, "WebSocket message must be valid JSON")
+            return
+        await self.handle(data)
+
+    async def handle(self, data: Any) -> None:
         try:
             if not isinstance(data, dict):
                 raise KeyError("type")
             kind = data["type"]
             if kind == "connection_init":
+                self.deadline = None  # received: the clock stops, whatever the outcome
                 await self.init(data)
-                return True
-            if kind == "ping":
+            elif kind == "ping":
                 await self.send_text('{"type":"pong"}')
             elif kind == "pong":
                 pass
@@ -77,7 +71,6 @@ class TransportConnection(Connection):
                 await self.close(4400, f"Unknown message type: {kind}")
         except KeyError:
             await self.close(4400, "Failed to parse message")
-        return False
 
     async def init(self, data: dict[str, Any]) -> None:
         payload = data.get("payload", {})

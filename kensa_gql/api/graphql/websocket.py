@@ -15,6 +15,7 @@ documents not seen before, refused subscriptions) still executes through ``schem
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -53,7 +54,24 @@ async def serve(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send) 
         await send({"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"})
         return
     try:
-        await connection.run(receive)
+        # The receive loop is this coroutine itself: one frame per idle socket, not one per layer.
+        while not connection.closed:
+            deadline = connection.deadline
+            if deadline is None:
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    await connection.timed_out()
+                    return
+            if message["type"] != "websocket.receive":
+                return  # websocket.disconnect
+            await connection.received(message.get("text"))
+            # Not kept while waiting for the next one: the last message (a subscribe, its query and
+            # variables) would otherwise stay with every idle socket, about 1 KB each.
+            del message
     finally:
         await connection.shutdown()
 
