@@ -72,6 +72,8 @@ class LegacyConnection(Connection):
             await self.close(4401, "Unauthorized")
             return
         op_id, payload = data["id"], data["payload"]
+        if not isinstance(payload, dict):
+            raise KeyError("payload")  # malformed, like a missing payload
         error = self.document_error(payload)
         if error is not None:
             await self.send_text(encode_json({"type": "error", "id": op_id, "payload": error.formatted}))

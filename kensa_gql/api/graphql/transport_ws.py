@@ -89,6 +89,8 @@ class TransportConnection(Connection):
             await self.close(4401, "Unauthorized")
             return
         op_id, payload = data["id"], data["payload"]
+        if not isinstance(payload, dict):
+            raise KeyError("payload")  # malformed, like a missing payload
         if op_id in self.operations:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return

@@ -129,6 +129,7 @@ async def test_a_subscription_id_in_use_closes_with_4409(gateway: Gateway) -> No
     ({"type": "nope"}, "Unknown message type: nope"),
     ({"payload": {}}, "Failed to parse message"),
     ({"type": "subscribe", "payload": {"query": ME}}, "Failed to parse message"),
+    ({"type": "subscribe", "id": "1", "payload": "{ me { email } }"}, "Failed to parse message"),
     ([1, 2], "Failed to parse message"),
 ])
 async def test_a_malformed_message_closes_with_4400(gateway: Gateway, message: Any, reason: str) -> None:
