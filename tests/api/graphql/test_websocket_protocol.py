@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.app import create_app
+from kensa_gql.domain.videos import VideoStatus
 from kensa_gql.services import videos
 from kensa_gql.settings import Settings
 
@@ -188,3 +190,39 @@ async def test_a_disconnect_leaves_no_watcher_and_no_task_behind(gateway: Gatewa
     assert gateway.app.state.events.watcher_count == 0
     await asyncio.sleep(0.05)
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_legacy_start_before_init_closes_with_4401_and_a_bad_payload_is_a_connection_error(
+        gateway: Gateway) -> None:
+    client = await gateway.connect(LEGACY_WS, init=False)
+    client.say({"id": "1", "type": "start", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    assert await client.closed() == (4401, "Unauthorized")
+    await client.disconnect()
+    client = await gateway.connect(LEGACY_WS, init=False)
+    client.say({"type": "connection_init", "payload": "not an object"})
+    assert await client.receive() == {"type": "connection_error"}
+    assert await client.closed() == (1000, "")
+    await client.disconnect()
+
+
+async def test_a_lean_subscriber_gets_what_a_resubscription_re_reads(gateway: Gateway) -> None:
+    # given a lean subscriber (the document is known after a first subscription)
+    client = await gateway.connect()
+    for op_id in ("warm", "lean"):
+        client.say({"id": op_id, "type": "subscribe",
+                    "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+        assert (await client.receive())["id"] == op_id
+    # when the video changes while the event channel is down (nothing is published) ...
+    state = gateway.app.state
+    async with state.deps.db.writing() as uow:
+        store = VideosStore(uow)
+        video = await store.get_by_uuid(gateway.uuid)
+        assert video is not None
+        await store.update_status(video, status=VideoStatus.GENERATING.value, progress=55)
+        await uow.commit()
+    # ... and the channel resubscribes (what it calls then), so watched videos are re-read
+    state.events._subscribed()
+    got = {m["id"]: m["payload"]["data"]["videoStatus"]["progress"] for m in
+           [await client.receive(), await client.receive()]}
+    assert got == {"warm": 55, "lean": 55}
+    await client.disconnect()
