@@ -63,28 +63,31 @@ def _position(video: Video) -> tuple[bool, int, int]:
     return video.deleted, _STAGE[video.status], video.progress
 
 
-class Watch:
-    """One subscriber's view of one video: the latest snapshot wins.
+class Watcher:
+    """Anything that follows one video: registered with its video's group while it is started.
 
-    An async context manager, registered with its video's group while entered. Kept small on
-    purpose (slots; a future only while waiting, not an Event and its deque): a process may hold
-    ten thousand of them.
+    Holds only where the video stood at the last offer, so that events from several processes
+    (and database re-reads), arriving out of order or twice, reach ``changed`` once each and in
+    order. Slotted on purpose: a process may hold ten thousand of them.
     """
 
-    __slots__ = ("_latest", "_position", "_waiter", "_watchers", "uuid")
+    __slots__ = ("_position", "_watchers", "uuid")
 
-    def __init__(self, uuid: str, watchers: dict[str, set[Watch]] | None = None) -> None:
+    def __init__(self, uuid: str, watchers: dict[str, set[Watcher]] | None = None) -> None:
         self.uuid = uuid
-        self._watchers = {} if watchers is None else watchers  # None: a watch nobody offers to
-        self._latest: Video | None = None
+        self._watchers = {} if watchers is None else watchers  # None: a watcher nobody offers to
         self._position: tuple[bool, int, int] | None = None
-        self._waiter: asyncio.Future[None] | None = None
 
-    async def __aenter__(self) -> Watch:
-        self._watchers.setdefault(self.uuid, set()).add(self)
-        return self
+    def start(self) -> None:
+        group = self._watchers.get(self.uuid)
+        if group is None:
+            group = self._watchers[self.uuid] = set()
+        elif group:
+            # The group's uuid string, not this one's equal copy: one string per video, not per watcher.
+            self.uuid = next(iter(group)).uuid
+        group.add(self)
 
-    async def __aexit__(self, *_exc: object) -> None:
+    def stop(self) -> None:
         group = self._watchers.get(self.uuid)
         if group is not None:
             group.discard(self)
@@ -93,12 +96,40 @@ class Watch:
 
     def offer(self, video: Video) -> None:
         position = _position(video)
-        # Events from several processes (and database re-reads) can arrive out of order or twice:
-        # anything not ahead of what this watcher already has is old news, and nothing follows a
+        # Anything not ahead of what this watcher already has is old news, and nothing follows a
         # terminal status.
         if self._position is not None and (position <= self._position or self._position[1] == _TERMINAL):
             return
         self._position = position
+        self.changed(video)
+
+    def changed(self, video: Video) -> None:
+        """``video`` is news to this watcher (called synchronously by the publisher's delivery)."""
+        raise NotImplementedError
+
+
+class Watch(Watcher):
+    """One subscriber's view of one video: the latest snapshot wins.
+
+    An async context manager, registered with its video's group while entered; a future only
+    while waiting, not an Event and its deque.
+    """
+
+    __slots__ = ("_latest", "_waiter")
+
+    def __init__(self, uuid: str, watchers: dict[str, set[Watcher]] | None = None) -> None:
+        super().__init__(uuid, watchers)
+        self._latest: Video | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> Watch:
+        self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def changed(self, video: Video) -> None:
         self._latest = video
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -180,7 +211,7 @@ class VideoEvents:
                  channel: EventChannel | None = None) -> None:
         self._channel = channel or channel_for(url)
         self._reread = reread
-        self._watchers: dict[str, set[Watch]] = {}
+        self._watchers: dict[str, set[Watcher]] = {}
         self._started = False
         self._resync_task: asyncio.Task[None] | None = None
         self.resyncs = 0  # completed re-reads after a resubscription
@@ -214,6 +245,11 @@ class VideoEvents:
         return Watch(uuid, self._watchers)
 
     @property
+    def watchers(self) -> dict[str, set[Watcher]]:
+        """The registry other watchers join (``Watcher(uuid, events.watchers).start()``)."""
+        return self._watchers
+
+    @property
     def watcher_count(self) -> int:
         return sum(len(group) for group in self._watchers.values())
 
@@ -226,8 +262,11 @@ class VideoEvents:
         self._offer(video)
 
     def _offer(self, video: Video) -> None:
-        for watch in tuple(self._watchers.get(video.uuid, ())):
-            watch.offer(video)
+        for watcher in tuple(self._watchers.get(video.uuid, ())):
+            try:
+                watcher.offer(video)
+            except Exception:  # one watcher's fault must not keep the change from the others
+                log.exception("a watcher of video %s failed", video.uuid)
 
     def _subscribed(self) -> None:
         if not self._started:

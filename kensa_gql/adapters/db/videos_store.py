@@ -50,7 +50,7 @@ _PLAIN = [(index, name) for index, name in enumerate(VIDEO_COLUMN_NAMES) if name
           and name != "status"]
 _PICK_PLAIN = operator.itemgetter(*(index for index, _ in _PLAIN))
 _SET_PLAIN = tuple(getattr(Video, name).__set__ for _, name in _PLAIN)
-_SET_STATUS, _SET_DELETED = Video.status.__set__, Video.deleted.__set__  # type: ignore[attr-defined]
+_SET_STATUS, _SET_DELETED = getattr(Video, "status").__set__, getattr(Video, "deleted").__set__  # noqa: B009 (slots)
 _STATUS_AT, _DELETED_AT = VIDEO_COLUMN_NAMES.index("status"), VIDEO_COLUMN_NAMES.index("deleted_at_ms")
 assert {name for _, name in _PLAIN} | {"status", "deleted"} == set(Video.__dataclass_fields__)
 

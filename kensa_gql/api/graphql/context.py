@@ -41,8 +41,8 @@ async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | N
 class Context:
     """What resolvers get as ``info.context``.
 
-    Over WebSocket one context serves every operation on the socket, so it holds only the
-    connection's identity and the app's long-lived services, never per-operation caches.
+    Over WebSocket each operation gets one, signed in with the socket's principal (see
+    connection.py); it holds only that identity and the app's long-lived services.
     """
 
     def __init__(self, connection: HTTPConnection) -> None:
@@ -51,8 +51,6 @@ class Context:
         self.deps: Deps = state.deps
         self.events: VideoEvents = state.events
         self.request_id: str | None = connection.scope.get("state", {}).get("request_id")
-        # Set by Strawberry from a WebSocket's connection_init payload.
-        self.connection_params: dict[str, Any] | None = None
         self._principal: Principal | None = None
         self._authenticating: asyncio.Future[Principal] | None = None
 
@@ -64,7 +62,7 @@ class Context:
         if self._principal is not None:
             return self._principal
         if self.connection.scope["type"] == "websocket":
-            raise Unauthenticated()  # on_ws_connect signs every accepted socket in
+            raise Unauthenticated()  # connection_init signs every accepted socket in
         if self._authenticating is not None:
             # Several root fields may ask at once; they share one lookup.
             return await asyncio.shield(self._authenticating)

@@ -17,30 +17,18 @@ Everything is keyed by object identity and remembered for the last ``MEMORY`` ch
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from inspect import isawaitable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
-from graphql import (
-    ExecutionResult,
-    FieldNode,
-    GraphQLError,
-    create_source_event_stream,
-    execute_subscription_event,
-)
-from graphql.language import OperationType as OperationKind
+from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 from strawberry.types import ExecutionContext as StrawberryContext
 from strawberry.types import ExecutionResult as StrawberryResult
 from strawberry.types.graphql import OperationType
-from strawberry.utils.aio import aclosing
 
-from kensa_gql.api.graphql.prepared import PreparedDocuments, chosen_operation
 from kensa_gql.domain import videos as domain
 
 MEMORY = 256  # changes remembered; each is sent to its subscribers within moments
@@ -85,7 +73,7 @@ def shared_video(change: domain.Video, render: Callable[[domain.Video], T]) -> T
     return shared
 
 
-def _memo_key(executor: Any) -> tuple[int, tuple[tuple[str, Any], ...]] | None:
+def memo_key(executor: Any) -> tuple[int, tuple[tuple[str, Any], ...]] | None:
     try:
         key = (id(executor.operation), tuple(sorted(executor.variable_values.coerced.items())))
         hash(key)
@@ -100,7 +88,7 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         # graphql-core passes serially=False only for subscription events.
         results = _results.get(self.root_value) if serially is False else None
-        key = None if results is None else _memo_key(self)
+        key = None if results is None else memo_key(self)
         if results is None or key is None:
             return super().execute_operation(serially)
         hit = results.get(key)
@@ -123,7 +111,7 @@ class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
             _encoded.put(result.data, "")
 
 
-def _dumps(data: Any) -> str:
+def dumps(data: Any) -> str:
     try:
         return orjson.dumps(data).decode()
     except TypeError:  # something orjson does not know: the standard library's rendering
@@ -138,123 +126,19 @@ def encode_json(message: Any) -> str:
         text = _encoded.get(data)
         if text is not None:
             if not text:
-                text = _dumps(data)
+                text = dumps(data)
                 _encoded.put(data, text)
-            return f'{{"id":{_dumps(message["id"])},"type":"next","payload":{{"data":{text}}}}}'
-    return _dumps(message)
+            return f'{{"id":{dumps(message["id"])},"type":"next","payload":{{"data":{text}}}}}'
+    return dumps(message)
 
 
-# -- the subscription loop ------------------------------------------------------------------------
-# Strawberry runs each subscription through its extension runner, a stream generator, graphql-core's
-# mapping iterators and a per-event result pipeline: with 10,000 subscribers that is 266 objects
-# for the cyclic collector per subscriber and a pause of 1-2 s whenever it scans them all. A
-# subscription to a document Strawberry has already accepted runs here instead: graphql-core
-# builds the executor and the source stream exactly as Strawberry would have it do, and each event
-# is executed (once per change, see above) and sent. Whatever is not the plain case goes back to
-# Strawberry before anything is sent: a document not yet seen, variables or an authorisation
-# refused, anything but one root field. Errors while streaming are rendered by the schema's
-# extensions, as Strawberry renders them, then the operation completes.
-
-
-class _Handler(Protocol):
-    schema: Any
-    context: Any
-    root_value: Any
-
-    async def handle_task_exception(self, error: Exception) -> None: ...
-
-
-class Lean:
-    """What a lean subscription keeps between changes: no executor, only what rebuilds one."""
-
-    __slots__ = ("document", "key", "name", "operation", "stream")
-
-    def __init__(self, document: Any, name: str | None, executor: Any, stream: Any) -> None:
-        self.document = document
-        self.name = name
-        self.operation = executor.operation
-        self.key = _memo_key(executor)
-        self.stream = stream
-
-    def remembered(self, payload: object) -> ExecutionResult | None:
-        results = _results.get(payload)
-        hit = None if results is None or self.key is None else results.get(self.key)
-        return hit[1] if hit is not None and hit[0] is self.operation else None
-
-
-async def lean_stream(handler: _Handler, operation: Operation[Any, Any]) -> Lean | None:
-    """The source stream of ``operation`` ready for ``run_lean``, or None to let Strawberry run it."""
-    schema = handler.schema
-    documents: PreparedDocuments | None = getattr(schema, "prepared", None)
-    if documents is None or not documents.enabled:
-        return None
-    document = documents.get(operation.query)
-    if document is None:
-        return None
-    chosen = chosen_operation(document, operation.operation_name)
-    if chosen is None:
-        return None
-    node, name = chosen
-    selections = node.selection_set.selections
-    if node.operation is not OperationKind.SUBSCRIPTION or len(selections) != 1 or not isinstance(
-            selections[0], FieldNode) or selections[0].directives:
-        return None
-    executor = _executor(handler, operation, document, name, handler.root_value)
-    if isinstance(executor, list):  # variables refused: Strawberry reports it
-        return None
-    stream = create_source_event_stream(executor)
-    if isawaitable(stream):
-        stream = await stream
-    if isinstance(stream, ExecutionResult):  # refused before streaming (NOT_FOUND...): Strawberry reports it
-        return None
-    operation.query = documents.text(operation.query)  # one copy of the text for all its subscribers
-    return Lean(document, name, executor, stream)
-
-
-def _executor(handler: _Handler, operation: Operation[Any, Any], document: Any, name: str | None,
-              root_value: Any) -> Any:
-    """What Strawberry has graphql-core build for a subscription (with ``root_value`` as the event)."""
-    schema = handler.schema
-    return schema.execution_context_class.build(schema._schema, document, root_value, handler.context,
-                                                operation.variables, name, operation_extensions=None)
-
-
-async def run_lean(handler: _Handler, operation: Operation[Any, Any], lean: Lean) -> None:
-    """Send each event of the stream as ``next``, then ``complete``; as Strawberry's run_operation does."""
-    try:
-        try:
-            async with aclosing(lean.stream):
-                async for payload in lean.stream:
-                    # The first subscriber of a change executes it; the others find its result.
-                    result = lean.remembered(payload)
-                    if result is None:
-                        outcome = execute_subscription_event(
-                            _executor(handler, operation, lean.document, lean.name, payload))
-                        result = await outcome if isawaitable(outcome) else outcome
-                    if result.errors:
-                        await operation.send_next(await _rendered(handler, operation, result))
-                    else:
-                        await operation.send_next(StrawberryResult(data=result.data, errors=None))
-                    # Not kept while waiting for the next change: the first one is this subscriber's own.
-                    del payload, result
-        except Exception as exc:  # raised by the source stream: reported like Strawberry, then complete
-            error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
-            await operation.send_next(await _rendered(handler, operation, ExecutionResult(None, [error])))
-        await operation.send_operation_message({"id": operation.id, "type": "complete"})
-    except Exception as error:  # as Strawberry: log it, complete, forget the operation
-        await handler.handle_task_exception(error)
-        with contextlib.suppress(Exception):
-            await operation.send_operation_message({"id": operation.id, "type": "complete"})
-        raise
-
-
-async def _rendered(handler: _Handler, operation: Operation[Any, Any], result: ExecutionResult) -> StrawberryResult:
-    """Errors logged by the schema and rendered (codes, masking) by its extensions."""
-    schema = handler.schema
-    execution = StrawberryContext(query=operation.query, schema=schema,
-                                  allowed_operations={OperationType.SUBSCRIPTION}, context=handler.context,
-                                  variables=operation.variables, root_value=handler.root_value,
-                                  provided_operation_name=operation.operation_name)
+async def render_errors(schema: Any, context: Any, query: str, variables: Any, operation_name: str | None,
+                        result: ExecutionResult) -> StrawberryResult:
+    """A subscription event's errors as Strawberry renders them: logged by the schema, coded and
+    masked by its extensions."""
+    execution = StrawberryContext(query=query, schema=schema, allowed_operations={OperationType.SUBSCRIPTION},
+                                  context=context, variables=variables, root_value=None,
+                                  provided_operation_name=operation_name)
     extensions = schema.get_extensions()
     for extension in extensions:
         extension.execution_context = execution

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Annotated, Any
 
 import strawberry
@@ -174,21 +174,45 @@ _RANK = {domain.VideoStatus.PENDING: 0, domain.VideoStatus.GENERATING: 1, domain
          domain.VideoStatus.COMPLETED: 3, domain.VideoStatus.FAILED: 3}
 
 
-def _position(video: domain.Video) -> tuple[int, int]:
+def position(video: domain.Video) -> tuple[int, int]:
     """How far a video has come; a change is sent only if it moves this on."""
     return _RANK[video.status], video.progress
+
+
+def moves_on(change: domain.Video, at: tuple[int, int]) -> bool:
+    """Whether a subscriber at ``at`` is sent ``change``; NotFound once the video is deleted."""
+    if change.deleted:
+        raise NotFound()  # deleted while watched: the same answer a new subscriber gets
+    return position(change) > at
 
 
 @strawberry.type
 class VideoSubscriptions:
     @strawberry.subscription(description="The video now, then once per change of status or progress; "
                                          "completes after COMPLETED or FAILED.")
-    async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncGenerator[Video, None]:
+    async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncIterable[Video]:
         # Authorised before the stream starts, so NOT_FOUND ends only this operation, cleanly.
         context = info.context
         principal = await context.principal()
         video = await service.get_video(uuid, principal, deps=context.deps)
-        return _follow(context, video.uuid)
+        return Following(context, video.uuid)
+
+
+class Following:
+    """The source of one ``videoStatus`` subscription, authorised: whose and which video.
+
+    Strawberry iterates it (``_follow``); the WebSocket transport's lean subscribers (see
+    subscribers.py) read ``uuid`` and follow the video themselves, without ever starting it.
+    """
+
+    __slots__ = ("context", "uuid")
+
+    def __init__(self, context: Context, uuid: str) -> None:
+        self.context = context
+        self.uuid = uuid
+
+    def __aiter__(self) -> AsyncIterator[Video]:
+        return _follow(self.context, self.uuid)
 
 
 async def _follow(context: Context, uuid: str) -> AsyncGenerator[Video, None]:
@@ -199,14 +223,12 @@ async def _follow(context: Context, uuid: str) -> AsyncGenerator[Video, None]:
         # this snapshot, one made after it is in the watch. Either way nothing is missed.
         principal = await context.principal()
         snapshot = await service.get_video(uuid, principal, deps=context.deps)
-        position, done = _position(snapshot), snapshot.status.is_terminal
+        at, done = position(snapshot), snapshot.status.is_terminal
         yield Video.from_domain(snapshot)
         del snapshot
         while not done:
             change = await watch.next()
-            if change.deleted:
-                raise NotFound()  # deleted while watched: the same answer a new subscriber gets
-            if _position(change) > position:
-                position, done = _position(change), change.status.is_terminal
+            if moves_on(change, at):
+                at, done = position(change), change.status.is_terminal
                 # The same object for every subscriber of this change: executed and encoded once.
                 yield shared_video(change, Video.from_domain)

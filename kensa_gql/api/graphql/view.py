@@ -14,20 +14,13 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, SubscribeMessage
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
-from strawberry.types.unset import UNSET, UnsetType
 
-from kensa_gql.api.graphql import fanout, post
-from kensa_gql.api.graphql.context import Context, authenticate
+from kensa_gql.api.graphql import fanout, post, websocket
+from kensa_gql.api.graphql.context import Context
 from kensa_gql.api.graphql.schema import build_schema
-from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
@@ -49,51 +42,6 @@ def _check_document(query: object, limit: int) -> None:
     # Characters first: a string with fewer characters than the limit / 4 cannot exceed it.
     if isinstance(query, str) and len(query) * 4 > limit and len(query.encode()) > limit:
         raise DocumentTooLarge(limit)
-
-
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    view: KensaGraphQL
-
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        await super().handle_connection_init(message)
-        if self.connection_init_received:
-            # Cancelled by now: kept, the task would hold its CancelledError, traceback and frames
-            # for the life of the socket (about 2 KB each, with ten thousand sockets).
-            self.connection_init_timeout_task = None
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        # A subscription to a document Strawberry has accepted before streams through the lean
-        # loop in fanout.py (far fewer objects per subscriber); anything else runs as usual.
-        lean = await fanout.lean_stream(self, operation)
-        if lean is None:
-            await super().run_operation(operation)
-        else:
-            await fanout.run_lean(self, operation, lean)
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if self.connection_acknowledged and message["id"] not in self.operations:
-            try:
-                _check_document(message["payload"].get("query"), self.view.max_document_bytes)
-            except DocumentTooLarge as exc:
-                # An error for this operation only: the socket's other operations carry on.
-                await self.send_message({"id": message["id"], "type": "error",
-                                         "payload": [exc.as_graphql_error().formatted]})
-                return
-        await super().handle_subscribe(message)
-
-
-class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    view: KensaGraphQL
-
-    async def handle_start(self, message: StartMessage) -> None:
-        if self.connection_acknowledged:
-            try:
-                _check_document(message["payload"].get("query"), self.view.max_document_bytes)
-            except DocumentTooLarge as exc:
-                await self.send_message({"type": "error", "id": message["id"],
-                                         "payload": exc.as_graphql_error().formatted})
-                return
-        await super().handle_start(message)
 
 
 class _BodyTooLarge(Exception):
@@ -147,10 +95,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class KensaGraphQL(GraphQL[Context, None]):
-    """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
-
-    graphql_transport_ws_handler_class = _TransportWSHandler
-    graphql_ws_handler_class = _LegacyWSHandler
+    """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols (websocket.py speaks those)."""
 
     def __init__(self, schema: BaseSchema, *, max_document_bytes: int, graphiql: bool,
                  max_subscriptions_per_connection: int, allowed_origins: Sequence[str]) -> None:
@@ -163,6 +108,9 @@ class KensaGraphQL(GraphQL[Context, None]):
         self.max_body_bytes = max_document_bytes + VARIABLES_ALLOWANCE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await websocket.serve(self, scope, receive, send)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -202,16 +150,13 @@ class KensaGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return Context(request)
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+    def document_error(self, query: object) -> GraphQLError | None:
+        """The error for a WebSocket operation whose document is over the size limit, else None."""
         try:
-            context.sign_in(await authenticate(context.connection, context.connection_params))
-            context.connection_params = None  # it carried the key; nothing else reads it
-        except Unauthenticated as exc:
-            # graphql-transport-ws: close 4403; legacy graphql-ws: connection_error, then close.
-            payload: dict[str, object] = {"message": exc.message, "extensions": {"code": exc.code}}
-            raise ConnectionRejectionError(payload) from None
-        unset: UnsetType = UNSET
-        return unset
+            _check_document(query, self.max_document_bytes)
+        except DocumentTooLarge as exc:
+            return exc.as_graphql_error()
+        return None
 
     def encode_json(self, data: Any) -> str:
         return fanout.encode_json(data)

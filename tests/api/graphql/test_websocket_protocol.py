@@ -1,0 +1,228 @@
+"""The WebSocket protocols' edges, spoken to the app itself through ASGI: init timeout and repeats,
+duplicate ids, malformed messages, legacy stop and restart, and a clean teardown (no watcher, no
+task left behind) whichever way an operation runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from kensa_gql.adapters.db.videos_store import VideosStore
+from kensa_gql.app import create_app
+from kensa_gql.domain.videos import VideoStatus
+from kensa_gql.services import videos
+from kensa_gql.settings import Settings
+
+FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status progress } }"
+ME = "query { me { email } }"
+REQUEST = {"prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
+TRANSPORT_WS, LEGACY_WS = "graphql-transport-ws", "graphql-ws"
+
+
+class Client:
+    """One WebSocket to the ASGI app, in memory: what it is sent, and what the app answers."""
+
+    def __init__(self, app: Any, protocol: str) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.out: list[dict[str, Any]] = []
+        self.read = 1  # out[0] is the accept; messages are read in order
+        self.arrived = asyncio.Event()
+        scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "http_version": "1.1",
+                 "path": "/graphql", "raw_path": b"/graphql", "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"testserver")], "subprotocols": [protocol],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {}}
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        self.task = asyncio.create_task(app(scope, self.inbox.get, self._send))
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self.out.append(message)
+        self.arrived.set()
+
+    def say(self, data: Any) -> None:
+        text = data if isinstance(data, str) else json.dumps(data)
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
+
+    async def _until(self, index: int) -> dict[str, Any]:
+        async with asyncio.timeout(10):
+            while len(self.out) <= index:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.out[index]
+
+    async def receive(self) -> dict[str, Any]:
+        """The next JSON message the app sent."""
+        message = await self._until(self.read)
+        self.read += 1
+        assert message["type"] == "websocket.send", message
+        parsed: dict[str, Any] = json.loads(message["text"])
+        return parsed
+
+    async def closed(self) -> tuple[int, str]:
+        """The close the app sent, once it has."""
+        async with asyncio.timeout(10):
+            while not any(m["type"] == "websocket.close" for m in self.out):
+                self.arrived.clear()
+                await self.arrived.wait()
+        close = next(m for m in self.out if m["type"] == "websocket.close")
+        return close["code"], close.get("reason", "")
+
+    async def disconnect(self) -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        async with asyncio.timeout(10):
+            await self.task
+
+
+class Gateway:
+    def __init__(self, app: Any, key: str, uuid: str) -> None:
+        self.app, self.key, self.uuid = app, key, uuid
+        self.view = next(r.app for r in app.routes if getattr(r, "path", "") == "/graphql")
+
+    async def connect(self, protocol: str = TRANSPORT_WS, *, init: bool = True) -> Client:
+        client = Client(self.app, protocol)
+        if init:
+            client.say({"type": "connection_init", "payload": {"Authorization": f"Bearer {self.key}"}})
+            assert (await client.receive())["type"] == "connection_ack"
+        return client
+
+
+@pytest.fixture
+async def gateway(settings: Settings, make_user: Any) -> AsyncIterator[Gateway]:
+    app = create_app(settings, run_worker=False)
+    async with app.router.lifespan_context(app):
+        user = await make_user(credits=10)
+        principal = await app.state.authenticator.authenticate(user.key)
+        made = await videos.generate_video(REQUEST, principal, deps=app.state.deps)
+        yield Gateway(app, user.key, made.video.uuid)
+
+
+async def test_no_connection_init_in_time_closes_with_4408(gateway: Gateway) -> None:
+    gateway.view.connection_init_wait_timeout = timedelta(seconds=0.2)
+    client = await gateway.connect(init=False)
+    client.say({"type": "ping"})  # anything but connection_init does not stop the clock
+    assert (await client.receive())["type"] == "pong"
+    assert await client.closed() == (4408, "Connection initialisation timeout")
+    await client.disconnect()
+
+
+async def test_a_second_connection_init_closes_with_4429(gateway: Gateway) -> None:
+    client = await gateway.connect()
+    client.say({"type": "connection_init", "payload": {"Authorization": f"Bearer {gateway.key}"}})
+    assert await client.closed() == (4429, "Too many initialisation requests")
+    await client.disconnect()
+
+
+async def test_a_subscription_id_in_use_closes_with_4409(gateway: Gateway) -> None:
+    client = await gateway.connect()
+    subscribe = {"id": "1", "type": "subscribe", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}}
+    client.say(subscribe)
+    assert (await client.receive())["type"] == "next"
+    client.say(subscribe)
+    assert await client.closed() == (4409, "Subscriber for 1 already exists")
+    await client.disconnect()
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    ("{not json", "WebSocket message must be valid JSON"),
+    ({"type": "nope"}, "Unknown message type: nope"),
+    ({"payload": {}}, "Failed to parse message"),
+    ({"type": "subscribe", "payload": {"query": ME}}, "Failed to parse message"),
+    ({"type": "subscribe", "id": "1", "payload": "{ me { email } }"}, "Failed to parse message"),
+    ([1, 2], "Failed to parse message"),
+])
+async def test_a_malformed_message_closes_with_4400(gateway: Gateway, message: Any, reason: str) -> None:
+    client = await gateway.connect()
+    client.say(message)
+    assert await client.closed() == (4400, reason)
+    await client.disconnect()
+
+
+async def test_a_binary_message_or_a_bad_init_payload_closes_with_4400(gateway: Gateway) -> None:
+    client = await gateway.connect()
+    client.inbox.put_nowait({"type": "websocket.receive", "bytes": b"{}"})
+    assert await client.closed() == (4400, "WebSocket message type must be text")
+    await client.disconnect()
+    client = await gateway.connect(init=False)
+    client.say({"type": "connection_init", "payload": None})
+    assert await client.closed() == (4400, "Invalid connection init payload")
+    await client.disconnect()
+
+
+async def test_legacy_stop_and_restart_say_complete(gateway: Gateway) -> None:
+    client = await gateway.connect(LEGACY_WS)
+    start = {"id": "1", "type": "start", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}}
+    for _ in range(3):  # Strawberry's loop first, then lean subscribers
+        client.say(start)
+        assert (await client.receive())["type"] == "data"
+        client.say({"id": "1", "type": "stop"})
+        assert await client.receive() == {"type": "complete", "id": "1"}
+    client.say(start)
+    assert (await client.receive())["type"] == "data"
+    client.say(start)  # the same id again: the first ends, then the second starts
+    assert await client.receive() == {"type": "complete", "id": "1"}
+    assert (await client.receive())["type"] == "data"
+    assert gateway.app.state.events.watcher_count == 1
+    client.say("garbage")  # the legacy protocol ignores what it cannot parse
+    client.say({"type": "connection_terminate"})
+    assert await client.closed() == (1000, "")
+    await client.disconnect()
+    assert gateway.app.state.events.watcher_count == 0
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_disconnect_leaves_no_watcher_and_no_task_behind(gateway: Gateway, protocol: str) -> None:
+    # given a socket with a subscription through Strawberry's loop (a document not seen yet), lean
+    # subscribers, and a query still running
+    before = asyncio.all_tasks()
+    client = await gateway.connect(protocol)
+    kind = "subscribe" if protocol == TRANSPORT_WS else "start"
+    for op_id in ("a", "b", "c"):
+        client.say({"id": op_id, "type": kind, "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+        assert (await client.receive())["id"] == op_id
+    assert gateway.app.state.events.watcher_count == 3
+    # when the client goes away without a word
+    await client.disconnect()
+    # then nothing of it is left: no watcher, no task
+    assert gateway.app.state.events.watcher_count == 0
+    await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_legacy_start_before_init_closes_with_4401_and_a_bad_payload_is_a_connection_error(
+        gateway: Gateway) -> None:
+    client = await gateway.connect(LEGACY_WS, init=False)
+    client.say({"id": "1", "type": "start", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    assert await client.closed() == (4401, "Unauthorized")
+    await client.disconnect()
+    client = await gateway.connect(LEGACY_WS, init=False)
+    client.say({"type": "connection_init", "payload": "not an object"})
+    assert await client.receive() == {"type": "connection_error"}
+    assert await client.closed() == (1000, "")
+    await client.disconnect()
+
+
+async def test_a_lean_subscriber_gets_what_a_resubscription_re_reads(gateway: Gateway) -> None:
+    # given a lean subscriber (the document is known after a first subscription)
+    client = await gateway.connect()
+    for op_id in ("warm", "lean"):
+        client.say({"id": op_id, "type": "subscribe",
+                    "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+        assert (await client.receive())["id"] == op_id
+    # when the video changes while the event channel is down (nothing is published) ...
+    state = gateway.app.state
+    async with state.deps.db.writing() as uow:
+        store = VideosStore(uow)
+        video = await store.get_by_uuid(gateway.uuid)
+        assert video is not None
+        await store.update_status(video, status=VideoStatus.GENERATING.value, progress=55)
+        await uow.commit()
+    # ... and the channel resubscribes (what it calls then), so watched videos are re-read
+    state.events._subscribed()
+    got = {m["id"]: m["payload"]["data"]["videoStatus"]["progress"] for m in
+           [await client.receive(), await client.receive()]}
+    assert got == {"warm": 55, "lean": 55}
+    await client.disconnect()
