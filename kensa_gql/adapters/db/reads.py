@@ -28,7 +28,8 @@ from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import VideosStore, video_from_values
 from kensa_gql.domain.videos import Video
 
-assert tuple(c.name for c in videos_store.OWNED_PAGE.selected_columns) == videos_store.VIDEO_COLUMN_NAMES
+assert tuple(c.name for c in videos_store.OWNED_PAGE.selected_columns) == (*videos_store.VIDEO_COLUMN_NAMES,
+                                                                          "live_total")
 assert tuple(c.name for c in videos_store.OWNED_VIDEO.selected_columns) == videos_store.VIDEO_COLUMN_NAMES
 
 
@@ -89,19 +90,15 @@ class Reads:
 
     def _page(self, user_id: int, offset: int, limit: int) -> tuple[list[Video], int] | None:
         params = {"user_id": user_id, "offset": offset, "limit": limit}
-        try:
-            conn = self._connection()
-            # One read transaction: the total and the page come from the same snapshot.
-            conn.execute("BEGIN")
-            try:
-                counted = conn.execute(_OWNED_TOTAL.sql, _OWNED_TOTAL.args(params)).fetchone()
-                rows = conn.execute(_OWNED_PAGE.sql, _OWNED_PAGE.args(params)).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.OperationalError:
-            self.fallbacks += 1
+        rows = self._fetch(_OWNED_PAGE, params)
+        if rows is None:
             return None
-        return [video_from_values(r) for r in rows], int(counted[0]) if counted else 0
+        if rows:  # each row ends with the total, from the page's own snapshot
+            return [video_from_values(r) for r in rows], int(rows[0][-1])
+        counted = self._fetch(_OWNED_TOTAL, params)
+        if counted is None:
+            return None
+        return [], int(counted[0][0]) if counted else 0
 
     async def owned_video(self, uuid: str, user_id: int) -> Video | None:
         """The owner's non-deleted video, or None: unknown, deleted and foreign look the same."""

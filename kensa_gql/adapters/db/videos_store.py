@@ -25,7 +25,11 @@ OWNED_VIDEO = select(*_VIDEO_COLUMNS).where(videos.c.uuid == bindparam("uuid"), 
 # The list's total: the count kept on the user's row (see UnitOfWork.count_live_videos), which
 # equals COUNT(*) over _LIVE without reading the owner's rows.
 OWNED_TOTAL = select(users.c.live_videos).where(users.c.id == bindparam("user_id"))
-OWNED_PAGE = (select(*_VIDEO_COLUMNS).where(_LIVE).order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
+# A page carries the total in a last column: one statement gives both from one snapshot (on
+# PostgreSQL, READ COMMITTED gives each statement its own), in one round trip. An empty page
+# carries nothing, so then the total is read on its own.
+OWNED_PAGE = (select(*_VIDEO_COLUMNS, OWNED_TOTAL.scalar_subquery().label("live_total")).where(_LIVE)
+              .order_by(videos.c.created_at_ms.desc(), videos.c.id.desc())
               .offset(bindparam("offset")).limit(bindparam("limit")))
 
 
@@ -154,9 +158,10 @@ class VideosStore:
 
     async def list_owned(self, user_id: int, *, offset: int, limit: int) -> tuple[list[Video], int]:
         conn = self._uow.conn
-        total = int((await conn.execute(OWNED_TOTAL, {"user_id": user_id})).scalar_one_or_none() or 0)
-        rows = await conn.execute(OWNED_PAGE, {"user_id": user_id, "offset": offset, "limit": limit})
-        return [video_from_row(r) for r in rows], total
+        rows = (await conn.execute(OWNED_PAGE, {"user_id": user_id, "offset": offset, "limit": limit})).all()
+        if rows:
+            return [video_from_row(r) for r in rows], int(rows[0].live_total)
+        return [], int((await conn.execute(OWNED_TOTAL, {"user_id": user_id})).scalar_one_or_none() or 0)
 
     async def soft_delete(self, video_id: int, now_ms: int) -> bool:
         """Mark a live video deleted; False (and no count change) if it already was."""
