@@ -35,10 +35,21 @@ def public_error(exc: BaseException | None) -> KensaError | None:
     return None
 
 
+def is_argument_error(error: GraphQLError) -> bool:
+    """An argument graphql-core refused while executing (say, a null variable for an ``Int!``
+    argument that has a default: validation allows it, coercion does not): the caller's input.
+
+    graphql-core raises these at the argument's node and then locates them at the field, so the
+    original error has nodes; an output value a scalar refuses (our fault) raises without any.
+    """
+    original = error.original_error
+    return error.path is not None and isinstance(original, GraphQLError) and bool(original.nodes)
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     """True for our own faults: neither a public KensaError nor a problem with the document."""
     original = error.original_error
-    if public_error(original) is not None:
+    if public_error(original) is not None or is_argument_error(error):
         return False
     if original is None or isinstance(original, _DOCUMENT_ERRORS):
         # Errors without a path come from parsing, validation or variable coercion; with a path
@@ -82,6 +93,7 @@ class ErrorCodes(MaskErrors):
                                 extensions={"code": "INTERNAL_SERVER_ERROR"})
         if error.extensions and "code" in error.extensions:
             return error
-        extensions = {**(error.extensions or {}), "code": document_code(error)}
+        code = "BAD_USER_INPUT" if is_argument_error(error) else document_code(error)
+        extensions = {**(error.extensions or {}), "code": code}
         return GraphQLError(error.message, nodes=error.nodes, source=error.source, positions=error.positions,
                             path=error.path, extensions=extensions)
