@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from graphql import ExecutionResult as CoreResult
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from kensa_gql.api.rest.errors import HTTP_STATUS
 from kensa_gql.domain.errors import BadUserInput, KensaError
@@ -97,3 +100,31 @@ class ErrorCodes(MaskErrors):
         extensions = {**(error.extensions or {}), "code": code}
         return GraphQLError(error.message, nodes=error.nodes, source=error.source, positions=error.positions,
                             path=error.path, extensions=extensions)
+
+
+async def rendered(schema: Any, core: CoreResult, *, query: str, variables: Any, context: Any, root_value: Any,
+                   operation_name: str | None, operation_type: OperationType) -> ExecutionResult:
+    """What Strawberry makes of a graphql-core result with errors, for the paths that execute
+    without it (prepared.py, subscribers.py): logged by the schema, coded and masked by the
+    extensions (ErrorCodes, above). A subscription event also passes the per-result hook and
+    carries no extension results, as in Strawberry's stream."""
+    execution = ExecutionContext(query=query, schema=schema, allowed_operations={operation_type},
+                                 context=context, variables=variables, root_value=root_value,
+                                 provided_operation_name=operation_name)
+    extensions = schema.get_extensions()
+    for extension in extensions:
+        extension.execution_context = execution
+    runner = schema.create_extensions_runner(execution, extensions)
+    execution.pre_execution_errors = core.errors
+    schema._process_errors(core.errors or [], execution)  # as Strawberry does: suggestions, then logging
+    result = ExecutionResult(data=core.data, errors=core.errors)
+    async with runner.operation():
+        execution.result = result
+    if operation_type is OperationType.SUBSCRIPTION:
+        async with runner.on_stream_result(result):
+            pass
+        return result
+    final = execution.result
+    assert isinstance(final, ExecutionResult)
+    final.extensions = await runner.get_extensions_results(execution)
+    return final

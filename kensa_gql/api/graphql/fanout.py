@@ -25,9 +25,6 @@ from typing import Any, Generic, TypeVar
 import orjson
 from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.types import ExecutionContext as StrawberryContext
-from strawberry.types import ExecutionResult as StrawberryResult
-from strawberry.types.graphql import OperationType
 
 from kensa_gql.domain import videos as domain
 
@@ -130,24 +127,3 @@ def encode_json(message: Any) -> str:
                 _encoded.put(data, text)
             return f'{{"id":{dumps(message["id"])},"type":"next","payload":{{"data":{text}}}}}'
     return dumps(message)
-
-
-async def render_errors(schema: Any, context: Any, query: str, variables: Any, operation_name: str | None,
-                        result: ExecutionResult) -> StrawberryResult:
-    """A subscription event's errors as Strawberry renders them: logged by the schema, coded and
-    masked by its extensions."""
-    execution = StrawberryContext(query=query, schema=schema, allowed_operations={OperationType.SUBSCRIPTION},
-                                  context=context, variables=variables, root_value=None,
-                                  provided_operation_name=operation_name)
-    extensions = schema.get_extensions()
-    for extension in extensions:
-        extension.execution_context = execution
-    runner = schema.create_extensions_runner(execution, extensions)
-    execution.pre_execution_errors = result.errors
-    schema._process_errors(result.errors or [], execution)
-    rendered = StrawberryResult(data=result.data, errors=result.errors)
-    async with runner.operation():
-        execution.result = rendered
-    async with runner.on_stream_result(rendered):
-        pass
-    return rendered

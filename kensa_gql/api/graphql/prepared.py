@@ -29,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension, ValidationCache
-from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from kensa_gql.api.graphql import errors
 from kensa_gql.api.graphql.compiled import NotCompiled, OperationPlan
 from kensa_gql.api.graphql.errors import ErrorCodes
 from kensa_gql.api.graphql.limits import SafeParserCache
@@ -174,30 +175,9 @@ async def execute(view: KensaGraphQL, request: Request, document: DocumentNode, 
         if not core.errors:
             release(executor)
     if core.errors:
-        result = await _with_errors(schema, core, query=query, variables=variables, context=context,
-                                    root_value=root_value, operation_name=name, operation_type=operation_type)
+        result = await errors.rendered(schema, core, query=query, variables=variables, context=context,
+                                       root_value=root_value, operation_name=name, operation_type=operation_type)
     else:
         result = ExecutionResult(data=core.data, errors=None)
     response_data = await view.process_result(request, result)
     return view.create_response(response_data=response_data, sub_response=sub_response)
-
-
-async def _with_errors(schema: KensaSchema, core: CoreResult, *, query: str, variables: dict[str, Any] | None,
-                       context: Any, root_value: Any, operation_name: str | None,
-                       operation_type: OperationType) -> ExecutionResult:
-    """What Strawberry makes of a result with errors: logged by the schema, rendered by the extensions."""
-    execution = ExecutionContext(query=query, schema=schema, allowed_operations={operation_type},
-                                 context=context, variables=variables, root_value=root_value,
-                                 provided_operation_name=operation_name)
-    extensions = schema.get_extensions()
-    for extension in extensions:
-        extension.execution_context = execution
-    runner = schema.create_extensions_runner(execution, extensions)
-    execution.pre_execution_errors = core.errors
-    schema._process_errors(core.errors or [], execution)  # as Strawberry does: suggestions, then logging
-    async with runner.operation():
-        execution.result = ExecutionResult(data=core.data, errors=core.errors)
-    result = execution.result
-    assert isinstance(result, ExecutionResult)
-    result.extensions = await runner.get_extensions_results(execution)
-    return result

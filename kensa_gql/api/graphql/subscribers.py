@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 from graphql import ExecutionResult, FieldNode, GraphQLError, create_source_event_stream, execute_subscription_event
 from graphql.language import OperationType as OperationKind
 from strawberry.types import ExecutionResult as StrawberryResult
+from strawberry.types.graphql import OperationType
 
 from kensa_gql.adapters.pubsub import Watcher
-from kensa_gql.api.graphql import fanout
+from kensa_gql.api.graphql import errors, fanout
 from kensa_gql.api.graphql.prepared import PreparedDocuments, chosen_operation
 from kensa_gql.api.graphql.videos import Following, Video, moves_on, position
 from kensa_gql.domain import videos as domain
@@ -277,8 +278,10 @@ class Subscriber(Watcher):
 
     async def _send_result(self, result: ExecutionResult, context: Context) -> None:
         if result.errors:
-            rendered = await fanout.render_errors(self.conn.view.schema, context, self.feed.query,
-                                                  self.feed.variables, self.feed.name, result)
+            rendered = await errors.rendered(self.conn.view.schema, result, query=self.feed.query,
+                                             variables=self.feed.variables, context=context, root_value=None,
+                                             operation_name=self.feed.name,
+                                             operation_type=OperationType.SUBSCRIPTION)
         else:
             rendered = StrawberryResult(data=result.data, errors=None)
         await self.conn.send_text(self.conn.next_text(self.id, payload_of(rendered)))
