@@ -55,9 +55,9 @@ if TYPE_CHECKING:
 
 VARIANTS = 16  # @skip/@include combinations compiled per operation; more run the usual way
 _INT_RANGE = "-2147483648 <= {0} <= 2147483647"
-_INT32 = range(-2_147_483_648, 2_147_483_648)
+INT32 = range(-2_147_483_648, 2_147_483_648)
 # Values of exactly these Python types come out of these scalars' coercion unchanged.
-_AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLInt: int, GraphQLBoolean: bool}
+AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLInt: int, GraphQLBoolean: bool}
 
 
 class NotCompiled(Exception):
@@ -70,7 +70,7 @@ class Fallback(Exception):
 
 def _as_is(value: Any, python: type) -> bool:
     """True if graphql-core's input coercion would give ``value`` itself (Int: within 32 bits)."""
-    return type(value) is python and (python is not int or value in _INT32)
+    return type(value) is python and (python is not int or value in INT32)
 
 
 def _refuse(value: Any) -> Any:
@@ -243,7 +243,7 @@ class _Compiler:
             memo = self.source.name({id(member): kind.coerce_output_value(member) for member in members})
             line = f"{var} = {memo}[id({var})] if type({var}) is {self.source.name(members)} else {complete}({var})"
             return [line] if non_null else [f"if {var} is not None:", "    " + line]
-        python = _AS_IS.get(kind)
+        python = AS_IS.get(kind)
         if python is None:
             return [f"{var} = {complete}({var})"] if non_null else [f"if {var} is not None: {var} = {complete}({var})"]
         unusual = f"type({var}) is not {python.__name__}"
@@ -287,7 +287,7 @@ class OperationPlan:
                 raise NotCompiled("an unknown variable type")
             kind: Any = signature.type
             non_null = isinstance(kind, GraphQLNonNull)
-            python = _AS_IS.get(kind.of_type if non_null else kind)
+            python = AS_IS.get(kind.of_type if non_null else kind)
             # Fast only without a default: with one, graphql-core may use it; leave that to it.
             self._signatures.append((signature.name, signature, None if definition.default_value else python,
                                      non_null))

@@ -16,28 +16,21 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import (
-    GraphQLBoolean,
-    GraphQLID,
-    GraphQLInt,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLString,
     Undefined,
     is_leaf_type,
 )
 from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 
+from kensa_gql.api.graphql.compiled import AS_IS, INT32
 from kensa_gql.api.graphql.fanout import SharedEventExecution
-
-_BACKREF = "strawberry-definition"  # where Strawberry keeps a GraphQLField's StrawberryField
+from kensa_gql.api.graphql.field_calls import strawberry_field
 
 # (response key, attribute name or None for __typename, leaf type, non-null, the Python type the
 # scalar passes through unchanged or None)
 _Leaf = tuple[str, str | None, Any, bool, type | None]
-# Values of exactly these types come out of these scalars' coercion unchanged (Int: in 32 bits).
-_AS_IS: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLInt: int, GraphQLBoolean: bool}
-_INT_RANGE = range(-2_147_483_648, 2_147_483_648)
 PLANS = 1024  # selections remembered, oldest forgotten first
 _plans: dict[tuple[int, ...], tuple[object, list[_Leaf] | None]] = {}
 
@@ -56,7 +49,7 @@ def _leaf_plan(parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[
         field = parent_type.fields.get(name)
         if field is None or field.args or not getattr(field.resolve, "_is_default", False):
             return None
-        definition = (field.extensions or {}).get(_BACKREF)
+        definition = strawberry_field(field)
         if definition is None or definition.extensions or definition.default_resolver is not getattr:
             return None
         kind, non_null = field.type, False
@@ -64,7 +57,7 @@ def _leaf_plan(parent_type: GraphQLObjectType, fields: GroupedFieldSet) -> list[
             kind, non_null = kind.of_type, True
         if not is_leaf_type(kind):
             return None
-        plan.append((key, definition.python_name, kind, non_null, _AS_IS.get(kind)))
+        plan.append((key, definition.python_name, kind, non_null, AS_IS.get(kind)))
     return plan
 
 
@@ -112,7 +105,7 @@ class Execution(SharedEventExecution):
                         return None
                     results[key] = None
                     continue
-                if type(value) is as_is and (as_is is not int or value in _INT_RANGE):
+                if type(value) is as_is and (as_is is not int or value in INT32):
                     results[key] = value
                     continue
                 coerced = kind.coerce_output_value(value)
