@@ -26,8 +26,13 @@ run: install
 	$(BIN)/kensa-gql users ensure-demo
 	$(BIN)/kensa-gql serve --host 127.0.0.1 --port 8000
 
+# The GraphQL suite runs a second time on stock Strawberry (KENSA_GRAPHQL_FASTPATH=false): every
+# behaviour it checks must hold on both paths. The fast path's own tests are not part of that run.
+GRAPHQL_SUITE := tests/api/graphql tests/e2e/test_node_graphql_ws.py --ignore=tests/api/graphql/fastpath
+
 test: install
 	$(BIN)/python -m pytest -q
+	KENSA_GRAPHQL_FASTPATH=false $(BIN)/python -m pytest -q $(GRAPHQL_SUITE)
 
 # wrk drives the load when it can be installed; otherwise bench falls back to its Python load generator.
 bench: install

@@ -12,9 +12,9 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.clock import now_ms
 from kensa_gql.services import accounts
 

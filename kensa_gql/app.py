@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -21,9 +22,9 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from kensa_gql.adapters.cpu_pool import CpuPool
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.netguard import check_public_host
 from kensa_gql.adapters.providers.registry import (
@@ -36,7 +37,7 @@ from kensa_gql.adapters.providers.registry import (
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
-from kensa_gql.api.frontdoor import FrontDoor, Handler
+from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
@@ -96,7 +97,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await storage.check()
         engine = create_engine(settings.database_url)
         db = Database(engine)
-        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db))
+        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
                                  limits=httpx.Limits(max_connections=100))
@@ -104,11 +105,11 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         check_routes(settings.routes, providers, catalog)
         router = Router(settings.routes, providers)
         runner: Runner | None = None
-        deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host)
+        deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
+                    watchers=events.watchers)
         if run_worker:
             runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
-            deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
-                        wake_runner=runner.wake)
+            deps = dataclasses.replace(deps, wake_runner=runner.wake)
         app.state.deps = deps
         app.state.events = events
         app.state.runner = runner
@@ -153,10 +154,11 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key",
                                                     "x-request-id"]))
-    handlers: dict[Any, Handler] = {KensaError: on_kensa_error, HTTPException: on_http_error}
+    handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}
     # Innermost, inside the request context and CORS: the hottest routes skip Starlette's
-    # exception layer and router, and nothing else changes (api/frontdoor.py).
-    middleware.append(Middleware(FrontDoor, graphql=graphql_route, handlers=handlers))
+    # exception layer and router, and nothing else changes (api/frontdoor.py). GraphQL POSTs
+    # take that way only with the fast path on: off, /graphql is Strawberry's, reached as usual.
+    middleware.append(Middleware(FrontDoor, graphql=graphql_route if settings.graphql_fastpath else None))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
     app.state.callbacks = callback_urls(settings)

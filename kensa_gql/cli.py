@@ -8,9 +8,9 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn, TypeVar
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.domain.errors import Conflict, KensaError
 from kensa_gql.domain.ledger import PackageType
 from kensa_gql.settings import Settings, SettingsError, load_settings

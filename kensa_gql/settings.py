@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     graphql_max_tokens: int = Field(default=2000, ge=10)
     graphql_max_document_bytes: int = Field(default=16_384, ge=256)
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    # Browsers send connection_init at once; an idle unauthenticated socket should not linger.
+    graphql_connection_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The accelerator (api/graphql/fastpath, api/graphql/ws): compiled plans for remembered POSTs and
+    # lean graphql-transport-ws subscribers. Off: Strawberry's own view and protocol handlers serve
+    # everything (docs/graphql.md says what each costs).
+    graphql_fastpath: bool = True
 
     # Authentication cache: how long a verified key is trusted before the database is asked again.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import credit_entries, credit_holds, credit_packages, tasks, videos
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.domain.ledger import EntryType, HoldStatus
 
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import uvicorn
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings

@@ -26,6 +26,7 @@ from broadcaster import Broadcast
 
 from kensa_gql.adapters.pubsub_redis import Deliver, RedisChannel, Subscribed
 from kensa_gql.domain.videos import Video, VideoStatus
+from kensa_gql.domain.watching import Watchers
 
 log = logging.getLogger(__name__)
 
@@ -47,104 +48,6 @@ def video_from_message(message: str) -> Video:
     data: dict[str, Any] = json.loads(message)
     data["status"] = VideoStatus(data["status"])
     return Video(**data)
-
-
-_STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADING: 2,
-          VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3}
-_TERMINAL = 3
-
-
-def _position(video: Video) -> tuple[bool, int, int]:
-    """How far along a snapshot is; a video only ever moves forward in this order.
-
-    Deletion comes first: a delete reads the video in its own transaction, so on PostgreSQL its
-    snapshot can be older than a status change committed meanwhile, yet it must still get through.
-    """
-    return video.deleted, _STAGE[video.status], video.progress
-
-
-class Watcher:
-    """Anything that follows one video: registered with its video's group while it is started.
-
-    Holds only where the video stood at the last offer, so that events from several processes
-    (and database re-reads), arriving out of order or twice, reach ``changed`` once each and in
-    order. Slotted on purpose: a process may hold ten thousand of them.
-    """
-
-    __slots__ = ("_position", "_watchers", "uuid")
-
-    def __init__(self, uuid: str, watchers: dict[str, set[Watcher]] | None = None) -> None:
-        self.uuid = uuid
-        self._watchers = {} if watchers is None else watchers  # None: a watcher nobody offers to
-        self._position: tuple[bool, int, int] | None = None
-
-    def start(self) -> None:
-        group = self._watchers.get(self.uuid)
-        if group is None:
-            group = self._watchers[self.uuid] = set()
-        elif group:
-            # The group's uuid string, not this one's equal copy: one string per video, not per watcher.
-            self.uuid = next(iter(group)).uuid
-        group.add(self)
-
-    def stop(self) -> None:
-        group = self._watchers.get(self.uuid)
-        if group is not None:
-            group.discard(self)
-            if not group:
-                del self._watchers[self.uuid]
-
-    def offer(self, video: Video) -> None:
-        position = _position(video)
-        # Anything not ahead of what this watcher already has is old news, and nothing follows a
-        # terminal status.
-        if self._position is not None and (position <= self._position or self._position[1] == _TERMINAL):
-            return
-        self._position = position
-        self.changed(video)
-
-    def changed(self, video: Video) -> None:
-        """``video`` is news to this watcher (called synchronously by the publisher's delivery)."""
-        raise NotImplementedError
-
-
-class Watch(Watcher):
-    """One subscriber's view of one video: the latest snapshot wins.
-
-    An async context manager, registered with its video's group while entered; a future only
-    while waiting, not an Event and its deque.
-    """
-
-    __slots__ = ("_latest", "_waiter")
-
-    def __init__(self, uuid: str, watchers: dict[str, set[Watcher]] | None = None) -> None:
-        super().__init__(uuid, watchers)
-        self._latest: Video | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def __aenter__(self) -> Watch:
-        self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def changed(self, video: Video) -> None:
-        self._latest = video
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def next(self) -> Video:
-        while self._latest is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        video = self._latest
-        self._latest = None
-        return video
 
 
 class EventChannel(Protocol):
@@ -211,7 +114,7 @@ class VideoEvents:
                  channel: EventChannel | None = None) -> None:
         self._channel = channel or channel_for(url)
         self._reread = reread
-        self._watchers: dict[str, set[Watcher]] = {}
+        self._watchers: Watchers = {}
         self._started = False
         self._resync_task: asyncio.Task[None] | None = None
         self.resyncs = 0  # completed re-reads after a resubscription
@@ -240,13 +143,9 @@ class VideoEvents:
             # delays a client's update but never corrupts anything.
             log.exception("could not publish the status of video %s", video.uuid)
 
-    def watch(self, uuid: str) -> Watch:
-        """``async with events.watch(uuid) as watch``: changes of that video until the block ends."""
-        return Watch(uuid, self._watchers)
-
     @property
-    def watchers(self) -> dict[str, set[Watcher]]:
-        """The registry other watchers join (``Watcher(uuid, events.watchers).start()``)."""
+    def watchers(self) -> Watchers:
+        """The registry watchers join (``Watcher(uuid, events.watchers).start()``); changes are offered there."""
         return self._watchers
 
     @property

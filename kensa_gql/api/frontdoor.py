@@ -10,26 +10,23 @@ and hands everything else to Starlette untouched:
 * ``GET /api/v1/video/<segment>``, the segment letters, digits and hyphens (every uuid spelling
   the service accepts) and not one of the fixed names: the route's own ``video_body``, sent as
   the two messages Starlette's Response would send;
-* ``POST /graphql``: the GraphQL route, with the scope keys Starlette's router would add.
+* ``POST /graphql``, when the GraphQL fast path is on: the GraphQL route, with the scope keys
+  Starlette's router would add.
 
-Errors Starlette would give to an exception handler (KensaError, HTTPException) go to the same
-handlers; anything else propagates to RequestContext as it did. A root path, HEAD, other
+Errors Starlette would give to an exception handler (KensaError, HTTPException) are rendered by
+the same function those handlers call (api/rest/errors.py ``rendered``); anything else
+propagates to RequestContext as it did. A root path, HEAD, other
 methods, trailing slashes and any other character in the segment take Starlette's way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
-from starlette._utils import is_async_callable
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kensa_gql.api.rest.errors import rendered
 from kensa_gql.api.rest.routes import video_body
 
 # What the /api/v1 mount and the video_id convertor route to get_video, narrowed to plain
@@ -38,18 +35,12 @@ _VIDEO = re.compile(r"/api/v1/video/([0-9A-Za-z-]+)")
 _FIXED = frozenset({"generate", "list", "task"})  # their own routes: a GET there is a 405
 _JSON = (b"content-type", b"application/json")
 
-Handler = Callable[[Request, Exception], Awaitable[Response]]
-
-
 class FrontDoor:
-    """Pure ASGI; ``handlers`` are the app's exception handlers, looked up as Starlette does."""
+    """Pure ASGI; ``graphql`` is the /graphql route to enter directly, or None (the fast path is off)."""
 
-    def __init__(self, app: ASGIApp, *, graphql: Route, handlers: Mapping[Any, Handler]) -> None:
+    def __init__(self, app: ASGIApp, *, graphql: Route | None) -> None:
         self.app = app
         self._graphql = graphql
-        # 500 and Exception belong to Starlette's outermost ServerErrorMiddleware, not to this layer.
-        self._handlers = {key: h for key, h in handlers.items() if key not in (500, Exception)}
-        assert all(is_async_callable(h) for h in self._handlers.values()), "handlers here must be async"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -59,7 +50,7 @@ class FrontDoor:
                 if match is not None and match[1] not in _FIXED:
                     await self._video(match[1], scope, receive, send)
                     return
-            elif method == "POST" and scope["path"] == "/graphql":
+            elif method == "POST" and scope["path"] == "/graphql" and self._graphql is not None:
                 await self._graphql_post(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -81,6 +72,7 @@ class FrontDoor:
 
     async def _graphql_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._graphql
+        assert route is not None
         scope.setdefault("router", scope["app"].router)
         scope["route"] = route
         scope["endpoint"] = route.endpoint
@@ -96,19 +88,12 @@ class FrontDoor:
         try:
             await route.handle(scope, receive, sender)
         except Exception as exc:
-            if started and self._handler(exc) is not None:
+            if started and rendered(exc) is not None:
                 raise RuntimeError("Caught handled exception, but response already started.") from exc
             await self._handle(exc, scope, receive, sender)
 
-    def _handler(self, exc: Exception) -> Handler | None:
-        # As Starlette's ExceptionMiddleware: a status handler first, then the closest class.
-        if isinstance(exc, HTTPException) and exc.status_code in self._handlers:
-            return self._handlers[exc.status_code]
-        return next((self._handlers[cls] for cls in type(exc).__mro__ if cls in self._handlers), None)
-
     async def _handle(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._handler(exc)
-        if handler is None:
+        response = rendered(exc)
+        if response is None:
             raise exc
-        response = await handler(Request(scope, receive, send), exc)
         await response(scope, receive, send)

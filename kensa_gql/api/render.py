@@ -6,8 +6,8 @@ import functools
 import time
 from typing import Any
 
-from kensa_gql.adapters.db.ledger_store import Entry
 from kensa_gql.domain.catalog import ModelSpec
+from kensa_gql.domain.ledger import Entry
 from kensa_gql.domain.videos import Video
 
 

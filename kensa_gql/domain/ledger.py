@@ -153,3 +153,16 @@ def release(package: Package, amount: int, now_ms: int) -> tuple[Package, int]:
 
 def expire(package: Package) -> Package:
     return replace(package, remaining=0, expired=package.expired + package.remaining)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a user's credit history, as both APIs show it."""
+
+    id: int
+    trans_no: str
+    type: str
+    credits: int
+    balance_after: int
+    video_uuid: str | None
+    created_at_ms: int

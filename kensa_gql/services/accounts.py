@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass
 
 from kensa_gql.adapters.db.accounts_store import AccountsStore, DuplicateEmail
-from kensa_gql.adapters.db.ledger_store import Entry, LedgerStore
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
+from kensa_gql.adapters.db.ledger_store import LedgerStore
 from kensa_gql.clock import now_ms
 from kensa_gql.domain.errors import BadUserInput, Conflict, NotFound, Unauthenticated
-from kensa_gql.domain.ledger import Balance, PackageType
+from kensa_gql.domain.ledger import Balance, Entry, PackageType
 from kensa_gql.domain.paging import Page
 from kensa_gql.services import ledger
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.ports import EventPublisher
+from kensa_gql.domain.watching import Watchers
 from kensa_gql.services.routing import Router
 
 HostChecker = Callable[[str], Awaitable[None]]
@@ -21,3 +22,5 @@ class Deps:
     publisher: EventPublisher
     check_host: HostChecker
     wake_runner: Callable[[], None] = lambda: None
+    # Who follows which video in this process; the event fan-out offers each change to them.
+    watchers: Watchers = field(default_factory=dict)

@@ -11,8 +11,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import users, videos
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import OWNED_PAGE, OWNED_TOTAL
 
 VIDEOS = 10_000  # as the bench: the owner has 2,000, 1,900 live

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from kensa_gql.adapters.pubsub import VideoEvents, Watch
+from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.pubsub_redis import ChannelUnavailable, RedisChannel
 from kensa_gql.domain.videos import Video, VideoStatus
+from kensa_gql.services.following import Watch
 from tests.backends import PrivateRedis, require_redis
 
 UUID = "6f1c1f0e-6a57-4a53-9d43-3c1e4f0c2a10"
@@ -87,7 +88,7 @@ async def test_memory_events_reach_local_watchers() -> None:
     events = VideoEvents("memory://")
     await events.start()
     try:
-        async with events.watch(UUID) as watch:
+        async with Watch(UUID, events.watchers) as watch:
             await events.video_changed(at(VideoStatus.GENERATING, 5))
             assert (await receive(watch)).progress == 5
         assert events.watcher_count == 0
@@ -132,7 +133,7 @@ async def test_the_very_first_redis_subscriber_receives(redis_url: str) -> None:
     worker = VideoEvents(redis_url)
     await worker.start()
     try:
-        async with replica.watch(UUID) as watch:
+        async with Watch(UUID, replica.watchers) as watch:
             await worker.video_changed(at(VideoStatus.GENERATING, 7))
             assert (await receive(watch)).progress == 7
     finally:
@@ -142,8 +143,8 @@ async def test_the_very_first_redis_subscriber_receives(redis_url: str) -> None:
 
 async def test_concurrent_watchers_of_one_video_all_receive(pair: tuple[VideoEvents, VideoEvents]) -> None:
     replica, worker = pair
-    async with (replica.watch(UUID) as first, replica.watch(UUID) as second, replica.watch(UUID) as third,
-                worker.watch(UUID) as on_the_worker):
+    async with (Watch(UUID, replica.watchers) as first, Watch(UUID, replica.watchers) as second,
+                Watch(UUID, replica.watchers) as third, Watch(UUID, worker.watchers) as on_the_worker):
         await worker.video_changed(at(VideoStatus.UPLOADING, 99))
         received = await asyncio.gather(*(receive(w) for w in (first, second, third, on_the_worker)))
     assert {v.status for v in received} == {VideoStatus.UPLOADING}
@@ -153,7 +154,7 @@ async def test_concurrent_watchers_of_one_video_all_receive(pair: tuple[VideoEve
 async def test_watchers_of_other_videos_hear_nothing(pair: tuple[VideoEvents, VideoEvents]) -> None:
     replica, worker = pair
     other = "0b5e1a3c-1111-4222-8333-444455556666"
-    async with replica.watch(other) as bystander, replica.watch(UUID) as watch:
+    async with Watch(other, replica.watchers) as bystander, Watch(UUID, replica.watchers) as watch:
         await worker.video_changed(at(VideoStatus.GENERATING, 3))
         await receive(watch)
         assert await nothing_arrives(bystander)
@@ -183,7 +184,7 @@ async def test_watchers_get_the_terminal_status_across_a_redis_restart(tmp_path:
         await worker.start()
         done_during_outage = at(VideoStatus.COMPLETED, 100)
         later = "9d7a0c52-2222-4333-8444-555566667777"
-        async with replica.watch(UUID) as watch, replica.watch(later) as watch_later:
+        async with Watch(UUID, replica.watchers) as watch, Watch(later, replica.watchers) as watch_later:
             # given a watcher that is receiving live events
             await worker.video_changed(at(VideoStatus.GENERATING, 20))
             assert (await receive(watch)).progress == 20
@@ -218,7 +219,7 @@ async def test_a_frozen_redis_is_noticed_and_the_subscription_recovers(tmp_path:
     replica = VideoEvents(redis.url, reread=truth.reread, channel=_fast_channel(redis.url))
     try:
         await replica.start()
-        async with replica.watch(UUID) as watch:
+        async with Watch(UUID, replica.watchers) as watch:
             redis.freeze()
             await _until(lambda: not replica.healthy, "the replica to notice the frozen server")
             truth.videos[UUID] = at(VideoStatus.COMPLETED, 100)
@@ -262,7 +263,7 @@ async def events(request: pytest.FixtureRequest) -> AsyncIterator[VideoEvents]:
 async def test_a_watcher_receives_the_first_event_on_every_backend(events: VideoEvents) -> None:
     # redis-py 8 with broadcaster 0.3.1's Redis backend never delivered to the first subscription.
     uuid = f"9f1c2a52-0000-4000-8000-{secrets.token_hex(6)}"
-    async with events.watch(uuid) as watch:
+    async with Watch(uuid, events.watchers) as watch:
         await events.video_changed(at(VideoStatus.GENERATING, 10, uuid))
         got = await asyncio.wait_for(watch.next(), 10)
     assert (got.status, got.progress) == (VideoStatus.GENERATING, 10)
@@ -273,7 +274,7 @@ async def test_concurrent_watchers_of_one_video_all_get_the_event(events: VideoE
     ready = asyncio.Barrier(4)
 
     async def watcher() -> Video:
-        async with events.watch(uuid) as watch:
+        async with Watch(uuid, events.watchers) as watch:
             await ready.wait()
             return await asyncio.wait_for(watch.next(), 10)
 
@@ -289,7 +290,7 @@ async def test_a_slow_watcher_holds_only_the_latest_snapshot() -> None:
     events = VideoEvents("memory://")
     await events.start()
     try:
-        async with events.watch(BASE.uuid) as watch:
+        async with Watch(BASE.uuid, events.watchers) as watch:
             for progress in (10, 20, 30):
                 await events.video_changed(at(VideoStatus.GENERATING, progress))
             await asyncio.sleep(0.05)
@@ -304,7 +305,7 @@ async def test_a_terminal_status_is_never_overwritten_before_it_is_read() -> Non
     events = VideoEvents("memory://")
     await events.start()
     try:
-        async with events.watch(BASE.uuid) as watch:
+        async with Watch(BASE.uuid, events.watchers) as watch:
             await events.video_changed(at(VideoStatus.COMPLETED, 100))
             await events.video_changed(at(VideoStatus.GENERATING, 50))
             await asyncio.sleep(0.05)
@@ -317,7 +318,7 @@ async def test_leaving_a_watch_frees_it() -> None:
     events = VideoEvents("memory://")
     await events.start()
     try:
-        async with events.watch(BASE.uuid), events.watch(BASE.uuid):
+        async with Watch(BASE.uuid, events.watchers), Watch(BASE.uuid, events.watchers):
             assert events.watcher_count == 2
         assert events.watcher_count == 0
     finally:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kensa_gql.adapters.db.accounts_store import AccountsStore
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.reads import Reads
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.videos import Video
 from kensa_gql.services import accounts

@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import event
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from tests.adapters.test_reads import World, build_world
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.providers.render import render_video
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.domain.catalog import Catalog, ModelSpec

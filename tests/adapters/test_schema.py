@@ -11,8 +11,8 @@ from sqlalchemy import insert, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import credit_entries, credit_packages, metadata, users, videos
-from kensa_gql.adapters.db.uow import Database
 
 BIG = 2**40  # past 32 bits: ids and millisecond times must be 64-bit on both backends
 

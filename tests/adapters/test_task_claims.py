@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, insert, text
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import tasks, users, videos
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 
 NOW = 1_000_000

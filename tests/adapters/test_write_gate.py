@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.services import accounts
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.app import create_app
 from kensa_gql.settings import Settings

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from tests.audit import audit_ledger
 
 GENERATE = {"prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}

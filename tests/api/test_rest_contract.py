@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.services import accounts
 from tests.support import wait_for_status
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
 from kensa_gql.services import accounts

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.settings import Settings
 from tests.conftest import LiveServer
 from tests.e2e.gateway import Gateway, StartGateway

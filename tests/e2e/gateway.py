@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.domain.ledger import Balance
 from kensa_gql.services import accounts
 from tests.conftest import User

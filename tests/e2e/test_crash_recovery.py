@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import credit_entries
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.services import accounts
 from tests.conftest import free_port
 

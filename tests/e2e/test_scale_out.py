@@ -18,13 +18,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.tables import tasks, videos
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import videos_by_uuid
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.domain.videos import Video, VideoStatus
 from kensa_gql.services import accounts
+from kensa_gql.services.following import Watch
 from kensa_gql.settings import Settings
 from tests.api.graphql.wire import VIDEO_STATUS, generate, open_session
 from tests.audit import audit_ledger
@@ -114,7 +115,7 @@ async def _statuses(db: Database, ids: list[int]) -> dict[int, str]:
 
 
 async def _follow(watch_events: VideoEvents, uuid: str, seen: dict[str, list[Video]]) -> None:
-    async with watch_events.watch(uuid) as watch:
+    async with Watch(uuid, watch_events.watchers) as watch:
         seen[uuid] = []
         while not seen[uuid] or not seen[uuid][-1].status.is_terminal:
             seen[uuid].append(await watch.next())
@@ -132,7 +133,7 @@ async def test_a_worker_killed_mid_generation_loses_nothing(
     launch(processes, api, victim, survivor)
     user_id, headers = await make_user(database, credits=10)
     # and a subscriber in this process, on Redis, like a third replica's subscriptions
-    observer = VideoEvents(deployment.broadcast_url, reread=lambda uuids: videos_by_uuid(database, uuids))
+    observer = VideoEvents(deployment.broadcast_url, reread=lambda uuids: videos_by_uuid(database.reading, uuids))
     await observer.start()
     seen: dict[str, list[Video]] = {}
     followers: list[asyncio.Task[None]] = []

@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import event
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.reads import Reads
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services import accounts
 from kensa_gql.services.accounts import Authenticator

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.ledger_store import LedgerStore
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.ledger import PackageType
 from kensa_gql.services import accounts, ledger

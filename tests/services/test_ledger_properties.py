@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.ledger_store import LedgerStore
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.tables import credit_entries, credit_packages
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.errors import InsufficientCredits
 from kensa_gql.domain.ledger import PackageType

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.adapters.db.tables import users, videos
-from kensa_gql.adapters.db.uow import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.catalog import Catalog, ModelSpec
 from kensa_gql.domain.errors import InsufficientCredits, NotFound

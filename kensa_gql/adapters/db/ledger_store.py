@@ -15,7 +15,7 @@ from kensa_gql.adapters.db.tables import (
     hold_allocations,
 )
 from kensa_gql.adapters.db.uow import UnitOfWork
-from kensa_gql.domain.ledger import Allocation, Balance, EntryType, HoldStatus, Package, PackageType
+from kensa_gql.domain.ledger import Allocation, Balance, Entry, EntryType, HoldStatus, Package, PackageType
 
 
 class LedgerRaceError(RuntimeError):
@@ -29,17 +29,6 @@ class Hold:
     video_id: int
     amount: int
     status: HoldStatus
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    trans_no: str
-    type: str
-    credits: int
-    balance_after: int
-    video_uuid: str | None
-    created_at_ms: int
 
 
 def _package(row: object) -> Package:

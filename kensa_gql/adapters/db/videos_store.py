@@ -11,7 +11,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import idempotency_keys, tasks, users, videos
-from kensa_gql.adapters.db.uow import Database, UnitOfWork
+from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.domain.errors import InvalidTransition
 from kensa_gql.domain.videos import Video, VideoStatus
 
@@ -284,7 +284,8 @@ class VideosStore:
             idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))
 
 
-async def videos_by_uuid(db: Database, uuids: Sequence[str]) -> list[Video]:
-    """The current rows of these videos (for event subscribers catching up after a gap)."""
-    async with db.reading() as uow:
+async def videos_by_uuid(reading: Callable[[], UnitOfWork], uuids: Sequence[str]) -> list[Video]:
+    """The current rows of these videos (for event subscribers catching up after a gap);
+    ``reading`` is ``Database.reading``."""
+    async with reading() as uow:
         return await VideosStore(uow).get_by_uuids(uuids)

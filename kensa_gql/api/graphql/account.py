@@ -5,11 +5,10 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from kensa_gql.adapters.db.ledger_store import Entry
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg
 from kensa_gql.api.graphql.context import Context
-from kensa_gql.domain.ledger import Balance
+from kensa_gql.domain.ledger import Balance, Entry
 from kensa_gql.domain.paging import page_of
 from kensa_gql.services import accounts
 from kensa_gql.services.accounts import Principal

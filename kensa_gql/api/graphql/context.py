@@ -13,7 +13,6 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
@@ -41,15 +40,16 @@ async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | N
 class Context:
     """What resolvers get as ``info.context``.
 
-    Over WebSocket each operation gets one, signed in with the socket's principal (see
-    connection.py); it holds only that identity and the app's long-lived services.
+    Over WebSocket a socket has one, signed in at connection_init (view.on_ws_connect, or the
+    fast path's ws/connection.py); it holds only that identity and the app's long-lived services.
     """
 
     def __init__(self, connection: HTTPConnection) -> None:
         state = connection.app.state
         self.connection = connection
         self.deps: Deps = state.deps
-        self.events: VideoEvents = state.events
+        # Set by Strawberry's WebSocket handlers from connection_init's payload (see view.on_ws_connect).
+        self.connection_params: dict[str, Any] | None = None
         self.request_id: str | None = connection.scope.get("state", {}).get("request_id")
         self._principal: Principal | None = None
         self._authenticating: asyncio.Future[Principal] | None = None

@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from graphql import ExecutionResult as CoreResult
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionContext, ExecutionResult
-from strawberry.types.graphql import OperationType
 
-from kensa_gql.api.rest.errors import HTTP_STATUS
+from kensa_gql.api.error_status import is_public
 from kensa_gql.domain.errors import BadUserInput, KensaError
 
 log = logging.getLogger("kensa_gql.errors")
@@ -30,10 +27,10 @@ _DOCUMENT_ERRORS = (GraphQLError, CannotGetOperationTypeError, InvalidOperationT
 def public_error(exc: BaseException | None) -> KensaError | None:
     """The KensaError a client may see, else None.
 
-    REST's status table is the one list of which codes are the client's business (a 4xx);
-    reading it here keeps both renderings of the error tree in step.
+    The status table (api/error_status.py) is the one list of which codes are the client's
+    business; reading it here keeps both renderings of the error tree in step.
     """
-    if isinstance(exc, KensaError) and HTTP_STATUS.get(exc.code, 500) < 500:
+    if isinstance(exc, KensaError) and is_public(exc.code):
         return exc
     return None
 
@@ -73,14 +70,22 @@ def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
                       error.message, exc_info=cause, extra={"request_id": request_id})
 
 
+def _every_error(_: GraphQLError) -> bool:
+    return True
+
+
 class ErrorCodes(MaskErrors):
-    """Gives every error an ``extensions.code``; masks the unexpected ones."""
+    """Gives every error an ``extensions.code``; masks the unexpected ones.
+
+    MaskErrors asks ``should_mask_error`` of each error and replaces the ones it picks by
+    ``anonymise_error``'s: here every error is picked, and ``anonymise_error`` renders it.
+    """
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=is_unexpected, error_message=INTERNAL_MESSAGE)
+        super().__init__(should_mask_error=_every_error, error_message=INTERNAL_MESSAGE)
 
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._render(error) for error in errors]
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return self._render(error)
 
     def _render(self, error: GraphQLError) -> GraphQLError:
         known = public_error(error.original_error)
@@ -100,31 +105,3 @@ class ErrorCodes(MaskErrors):
         extensions = {**(error.extensions or {}), "code": code}
         return GraphQLError(error.message, nodes=error.nodes, source=error.source, positions=error.positions,
                             path=error.path, extensions=extensions)
-
-
-async def rendered(schema: Any, core: CoreResult, *, query: str, variables: Any, context: Any, root_value: Any,
-                   operation_name: str | None, operation_type: OperationType) -> ExecutionResult:
-    """What Strawberry makes of a graphql-core result with errors, for the paths that execute
-    without it (prepared.py, subscribers.py): logged by the schema, coded and masked by the
-    extensions (ErrorCodes, above). A subscription event also passes the per-result hook and
-    carries no extension results, as in Strawberry's stream."""
-    execution = ExecutionContext(query=query, schema=schema, allowed_operations={operation_type},
-                                 context=context, variables=variables, root_value=root_value,
-                                 provided_operation_name=operation_name)
-    extensions = schema.get_extensions()
-    for extension in extensions:
-        extension.execution_context = execution
-    runner = schema.create_extensions_runner(execution, extensions)
-    execution.pre_execution_errors = core.errors
-    schema._process_errors(core.errors or [], execution)  # as Strawberry does: suggestions, then logging
-    result = ExecutionResult(data=core.data, errors=core.errors)
-    async with runner.operation():
-        execution.result = result
-    if operation_type is OperationType.SUBSCRIPTION:
-        async with runner.on_stream_result(result):
-            pass
-        return result
-    final = execution.result
-    assert isinstance(final, ExecutionResult)
-    final.extensions = await runner.get_extensions_results(execution)
-    return final

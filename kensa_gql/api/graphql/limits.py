@@ -34,6 +34,24 @@ from graphql import (
 from strawberry.extensions import ParserCache
 
 _IN_PROGRESS = -1
+
+
+class DocumentTooLarge(Exception):
+    """A document over ``graphql_max_document_bytes``: refused before it is parsed (413 over HTTP)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request is larger than {limit} bytes")
+        self.limit = limit
+
+    def as_graphql_error(self) -> GraphQLError:
+        return GraphQLError(str(self), extensions={"code": "PAYLOAD_TOO_LARGE"})
+
+
+def check_document(query: object, limit: int) -> None:
+    """Raises DocumentTooLarge if ``query`` (a document's text) is over ``limit`` bytes."""
+    # Characters first: a string with fewer characters than the limit / 4 cannot exceed it.
+    if isinstance(query, str) and len(query) * 4 > limit and len(query.encode()) > limit:
+        raise DocumentTooLarge(limit)
 INTROSPECTION_MAX_DEPTH = 20
 _INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import strawberry
@@ -14,10 +14,8 @@ from strawberry.types import ExecutionContext
 
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
-from kensa_gql.api.graphql.execution import Execution
 from kensa_gql.api.graphql.limits import SafeParserCache, max_aliases_rule, max_depth_rule
 from kensa_gql.api.graphql.models import ModelQueries
-from kensa_gql.api.graphql.prepared import PreparedDocuments, RememberPrepared, check_extensions
 from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
 from kensa_gql.settings import Settings
 
@@ -38,8 +36,6 @@ class Subscription(VideoSubscriptions):
 
 
 class KensaSchema(strawberry.Schema):
-    prepared: PreparedDocuments
-
     def process_errors(self, errors: list[GraphQLError],
                        execution_context: ExecutionContext | None = None) -> None:
         # Strawberry logs every error; expected ones (NOT_FOUND, bad input) are not worth a traceback.
@@ -64,16 +60,12 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     ]
 
 
-def build_schema(settings: Settings) -> KensaSchema:
+def build_schema(settings: Settings,
+                 extra_extensions: Sequence[Callable[[], SchemaExtension]] = ()) -> KensaSchema:
+    """The schema for ``settings``; ``extra_extensions`` run after ours (the fast path's RememberPrepared)."""
     config = StrawberryConfig(disable_field_suggestions=not settings.introspection)
-    prepared = PreparedDocuments()
-    # RememberPrepared last: its on_execute runs only for documents every other extension accepted.
-    ext: list[Any] = [*extensions(settings), lambda: RememberPrepared(prepared)]
-    schema = KensaSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=ext,
-                         config=config, execution_context_class=Execution)
-    schema.prepared = prepared
-    check_extensions(schema)
-    return schema
+    ext: list[Any] = [*extensions(settings), *extra_extensions]
+    return KensaSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=ext, config=config)
 
 
 def export_schema() -> str:

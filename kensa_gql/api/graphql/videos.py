@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Any
 
 import strawberry
@@ -12,11 +12,12 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
-from kensa_gql.api.graphql.fanout import shared_video
 from kensa_gql.domain import videos as domain
-from kensa_gql.domain.errors import NotFound
 from kensa_gql.domain.paging import page_of
+from kensa_gql.services import following
 from kensa_gql.services import videos as service
+from kensa_gql.services.accounts import Principal
+from kensa_gql.services.deps import Deps
 
 
 @strawberry.enum(description="Where a video is in its life; COMPLETED and FAILED are final.")
@@ -170,22 +171,6 @@ class VideoMutations:
         return DeleteVideoResult(uuid=strawberry.ID(deleted), deleted=True)
 
 
-_RANK = {domain.VideoStatus.PENDING: 0, domain.VideoStatus.GENERATING: 1, domain.VideoStatus.UPLOADING: 2,
-         domain.VideoStatus.COMPLETED: 3, domain.VideoStatus.FAILED: 3}
-
-
-def position(video: domain.Video) -> tuple[int, int]:
-    """How far a video has come; a change is sent only if it moves this on."""
-    return _RANK[video.status], video.progress
-
-
-def moves_on(change: domain.Video, at: tuple[int, int]) -> bool:
-    """Whether a subscriber at ``at`` is sent ``change``; NotFound once the video is deleted."""
-    if change.deleted:
-        raise NotFound()  # deleted while watched: the same answer a new subscriber gets
-    return position(change) > at
-
-
 @strawberry.type
 class VideoSubscriptions:
     @strawberry.subscription(description="The video now, then once per change of status or progress; "
@@ -195,40 +180,24 @@ class VideoSubscriptions:
         context = info.context
         principal = await context.principal()
         video = await service.get_video(uuid, principal, deps=context.deps)
-        return Following(context, video.uuid)
+        return VideoStream(video.uuid, principal, context.deps)
 
 
-class Following:
+class VideoStream:
     """The source of one ``videoStatus`` subscription, authorised: whose and which video.
 
-    Strawberry iterates it (``_follow``); the WebSocket transport's lean subscribers (see
-    subscribers.py) read ``uuid`` and follow the video themselves, without ever starting it.
+    Strawberry iterates it (services/following.py's ``follow`` decides what is sent); the
+    WebSocket fast path's lean subscribers (ws/subscribers.py) read ``uuid`` and apply the same
+    rules to the changes the fan-out hands them, without ever starting it.
     """
 
-    __slots__ = ("context", "uuid")
+    __slots__ = ("deps", "principal", "uuid")
 
-    def __init__(self, context: Context, uuid: str) -> None:
-        self.context = context
+    def __init__(self, uuid: str, principal: Principal, deps: Deps) -> None:
         self.uuid = uuid
+        self.principal = principal
+        self.deps = deps
 
-    def __aiter__(self) -> AsyncIterator[Video]:
-        return _follow(self.context, self.uuid)
-
-
-async def _follow(context: Context, uuid: str) -> AsyncGenerator[Video, None]:
-    # Holds only the uuid and a position between changes: with thousands of subscribers, a
-    # snapshot kept per subscriber would be most of a subscription's memory.
-    async with context.events.watch(uuid) as watch:
-        # Read again now that changes are being watched: one made before the watch began is in
-        # this snapshot, one made after it is in the watch. Either way nothing is missed.
-        principal = await context.principal()
-        snapshot = await service.get_video(uuid, principal, deps=context.deps)
-        at, done = position(snapshot), snapshot.status.is_terminal
-        yield Video.from_domain(snapshot)
-        del snapshot
-        while not done:
-            change = await watch.next()
-            if moves_on(change, at):
-                at, done = position(change), change.status.is_terminal
-                # The same object for every subscriber of this change: executed and encoded once.
-                yield shared_video(change, Video.from_domain)
+    async def __aiter__(self) -> AsyncIterator[Video]:
+        async for video in following.follow(self.uuid, self.principal, deps=self.deps):
+            yield Video.from_domain(video)

@@ -1,4 +1,18 @@
-"""The ASGI app at /graphql: Strawberry's view with our context, authentication and size limits."""
+"""The ASGI app at /graphql: Strawberry's own view, and the fast path in front of it when it is on.
+
+``KensaGraphQL`` is Strawberry's ASGI view subclassed only for our context (context.py), the
+WebSocket sign-in (``on_ws_connect``), size limits, and orjson for ``encode_json``. With
+``KENSA_GRAPHQL_FASTPATH=false`` that is all that serves /graphql: HTTP, and both WebSocket
+protocols through Strawberry's handlers (protocols.py). With it on (the default), two requests
+take the fast path first:
+
+* a POST of a document Strawberry has accepted before is answered by its compiled plan
+  (fastpath/post.py); when the plan cannot answer, the same body goes to Strawberry's view;
+* a socket that chooses graphql-transport-ws is served by ws/ (no task per socket, lean
+  ``videoStatus`` subscribers); legacy graphql-ws stays with Strawberry's handler.
+
+The lower modules get what they need as small frozen objects built here, never the view.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +22,32 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter
-from graphql import GraphQLError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
+from strawberry import Schema
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
-from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
-from kensa_gql.api.graphql import fanout, post, websocket
-from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql import protocols
+from kensa_gql.api.graphql.context import Context, authenticate
+from kensa_gql.api.graphql.encoding import dumps
+from kensa_gql.api.graphql.fastpath import post
+from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments, RememberPrepared, inert
+from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.schema import build_schema
+from kensa_gql.api.graphql.ws import serve as ws
+from kensa_gql.api.graphql.ws.connection import SocketConfig
+from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
 VARIABLES_ALLOWANCE = 64 * 1024
-# Browsers send connection_init at once; an idle unauthenticated socket should not linger.
-CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
-
-
-class DocumentTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request is larger than {limit} bytes")
-        self.limit = limit
-
-    def as_graphql_error(self) -> GraphQLError:
-        return GraphQLError(str(self), extensions={"code": "PAYLOAD_TOO_LARGE"})
-
-
-def _check_document(query: object, limit: int) -> None:
-    # Characters first: a string with fewer characters than the limit / 4 cannot exceed it.
-    if isinstance(query, str) and len(query) * 4 > limit and len(query.encode()) > limit:
-        raise DocumentTooLarge(limit)
+PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
 
 
 class _BodyTooLarge(Exception):
@@ -95,21 +101,37 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class KensaGraphQL(GraphQL[Context, None]):
-    """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols (websocket.py speaks those)."""
+    """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
 
-    def __init__(self, schema: BaseSchema, *, max_document_bytes: int, graphiql: bool,
-                 max_subscriptions_per_connection: int, allowed_origins: Sequence[str]) -> None:
+    def __init__(self, schema: Schema, *, max_document_bytes: int, graphiql: bool,
+                 max_subscriptions_per_connection: int, allowed_origins: Sequence[str],
+                 connection_init_timeout_seconds: float, documents: PreparedDocuments | None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=True,
-                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-                         connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
+                         subscription_protocols=PROTOCOLS,
+                         connection_init_wait_timeout=timedelta(seconds=connection_init_timeout_seconds),
                          max_subscriptions_per_connection=max_subscriptions_per_connection,
                          allowed_origins=allowed_origins)
+        self.graphql_transport_ws_handler_class, self.graphql_ws_handler_class = protocols.handlers(
+            max_document_bytes)
         self.max_document_bytes = max_document_bytes
         self.max_body_bytes = max_document_bytes + VARIABLES_ALLOWANCE
+        # The fast path, when on: what it needs, and nothing else of the view's.
+        self.documents = documents
+        self.post_answers = None if documents is None else post.PostAnswers(schema, documents, Context)
+        self.sockets = None if documents is None else SocketConfig(
+            schema=schema, documents=documents, max_document_bytes=max_document_bytes,
+            max_operations=max_subscriptions_per_connection, init_timeout_seconds=connection_init_timeout_seconds,
+            allowed_origins=tuple(allowed_origins))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await websocket.serve(self, scope, receive, send)
+            offered: list[str] = scope.get("subprotocols") or []
+            # Strawberry's choice (pick_websocket_subprotocol): the first offered that it speaks.
+            chosen = next((p for p in offered if p in PROTOCOLS), None)
+            if self.sockets is not None and chosen == GRAPHQL_TRANSPORT_WS_PROTOCOL:
+                await ws.serve(self.sockets, scope, receive, send)
+            else:
+                await super().__call__(scope, receive, send)
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -119,10 +141,10 @@ class KensaGraphQL(GraphQL[Context, None]):
             await self._too_large(self.max_body_bytes, scope, receive, send)
             return
         try:
-            if scope["method"] == "POST":
-                # Read here, capped, for the shortcut; Strawberry is handed the same bytes.
+            if scope["method"] == "POST" and self.post_answers is not None:
+                # Read here, capped, for the fast path; Strawberry is handed the same bytes.
                 body = await _read_body(receive, self.max_body_bytes)
-                if await post.answer(self, scope, receive, send, body):
+                if await post.answer(self.post_answers, scope, receive, send, body):
                     return
                 body_receive = _replay(body, receive)
             else:
@@ -141,30 +163,43 @@ class KensaGraphQL(GraphQL[Context, None]):
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[
             GraphQLRequestData]:
         if request.method == "GET":
-            _check_document(request.query_params.get("query"), self.max_document_bytes)
+            check_document(request.query_params.get("query"), self.max_document_bytes)
         data = await super().parse_http_body(request)
         for item in data if isinstance(data, list) else [data]:
-            _check_document(item.query, self.max_document_bytes)
+            check_document(item.query, self.max_document_bytes)
         return data
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return Context(request)
 
-    def document_error(self, query: object) -> GraphQLError | None:
-        """The error for a WebSocket operation whose document is over the size limit, else None."""
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Sign the socket in at connection_init: the payload's Authorization, else the upgrade's header."""
         try:
-            _check_document(query, self.max_document_bytes)
-        except DocumentTooLarge as exc:
-            return exc.as_graphql_error()
-        return None
+            principal = await authenticate(context.connection, context.connection_params)
+        except Unauthenticated as refused:
+            # graphql-transport-ws closes 4403 "Forbidden"; legacy graphql-ws sends this payload
+            # in connection_error, then closes.
+            raise ConnectionRejectionError({"message": refused.message,
+                                            "extensions": {"code": refused.code}}) from refused
+        context.sign_in(principal)
+        unset: UnsetType = UNSET
+        return unset
 
     def encode_json(self, data: Any) -> str:
-        return fanout.encode_json(data)
+        return dumps(data)
 
 
 def graphql_app(settings: Settings) -> KensaGraphQL:
     """The /graphql app for ``settings``; mount it with Route and WebSocketRoute (not Mount)."""
-    return KensaGraphQL(build_schema(settings), max_document_bytes=settings.graphql_max_document_bytes,
+    documents = PreparedDocuments() if settings.graphql_fastpath else None
+    # RememberPrepared last: its on_execute runs only for documents every other extension accepted.
+    schema = build_schema(settings, extra_extensions=() if documents is None else (
+        lambda: RememberPrepared(documents),))
+    if documents is not None:
+        documents.enabled = inert(schema)
+    return KensaGraphQL(schema, max_document_bytes=settings.graphql_max_document_bytes,
                         graphiql=settings.graphiql,
                         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-                        allowed_origins=settings.cors_origins)
+                        allowed_origins=settings.cors_origins,
+                        connection_init_timeout_seconds=settings.graphql_connection_init_timeout_seconds,
+                        documents=documents)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from kensa_gql.adapters.db.uow import Database
+from kensa_gql.adapters.db.database import Database
 from tests.api.graphql.wire import GENERATE, REQUEST, VIDEO_FIELDS, codes, generate, post
 from tests.conftest import LiveServer
 from tests.support import wait_for_status

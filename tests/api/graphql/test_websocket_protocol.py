@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -92,7 +91,8 @@ class Gateway:
 
 @pytest.fixture
 async def gateway(settings: Settings, make_user: Any) -> AsyncIterator[Gateway]:
-    app = create_app(settings, run_worker=False)
+    # A short wait for connection_init: every other test sends it at once.
+    app = create_app(settings.model_copy(update={"graphql_connection_init_timeout_seconds": 0.3}), run_worker=False)
     async with app.router.lifespan_context(app):
         user = await make_user(credits=10)
         principal = await app.state.authenticator.authenticate(user.key)
@@ -101,7 +101,6 @@ async def gateway(settings: Settings, make_user: Any) -> AsyncIterator[Gateway]:
 
 
 async def test_no_connection_init_in_time_closes_with_4408(gateway: Gateway) -> None:
-    gateway.view.connection_init_wait_timeout = timedelta(seconds=0.2)
     client = await gateway.connect(init=False)
     client.say({"type": "ping"})  # anything but connection_init does not stop the clock
     assert (await client.receive())["type"] == "pong"

@@ -13,11 +13,8 @@ from typing import Any
 import pytest
 
 from kensa_gql.adapters.db.videos_store import VideosStore
-from kensa_gql.api.graphql.connection import Connection, Operation
-from kensa_gql.api.graphql.legacy_ws import LegacyConnection
-from kensa_gql.api.graphql.subscribers import Subscriber
-from kensa_gql.api.graphql.transport_ws import TransportConnection
-from kensa_gql.api.graphql.view import KensaGraphQL
+from kensa_gql.api.graphql.ws.connection import Connection, Operation, SocketConfig
+from kensa_gql.api.graphql.ws.subscribers import Subscriber
 from kensa_gql.app import create_app
 from kensa_gql.domain.videos import VideoStatus
 from kensa_gql.services import videos
@@ -53,28 +50,22 @@ class Socket:
 
 
 class Harness:
-    def __init__(self, app: Any, view: KensaGraphQL, principal: Any, uuid: str) -> None:
-        self.app, self.view, self.principal, self.uuid = app, view, principal, uuid
+    def __init__(self, app: Any, config: SocketConfig, principal: Any, uuid: str) -> None:
+        self.app, self.config, self.principal, self.uuid = app, config, principal, uuid
 
-    def connection(self, socket: Socket, *, legacy: bool = False) -> Connection:
+    def connection(self, socket: Socket) -> Connection:
         scope = {"type": "websocket", "path": "/graphql", "headers": [], "app": self.app, "query_string": b""}
-        kind = LegacyConnection if legacy else TransportConnection
-        conn = kind(self.view, scope, socket.send)  # type: ignore[arg-type]
+        conn = Connection(self.config, scope, socket.send)  # type: ignore[arg-type]
         conn.principal = self.principal
         conn.acknowledged = True
+        conn.deadline = None
         return conn
 
-    async def subscribe(self, uuid: str | None = None, *, legacy: bool = False,
-                        op_id: str = "op") -> tuple[Connection, Socket]:
+    async def subscribe(self, uuid: str | None = None, *, op_id: str = "op") -> tuple[Connection, Socket]:
         socket = Socket()
-        conn = self.connection(socket, legacy=legacy)
+        conn = self.connection(socket)
         payload = {"query": FOLLOW, "variables": {"uuid": uuid or self.uuid}}
-        if legacy:
-            assert isinstance(conn, LegacyConnection)
-            await conn.start({"id": op_id, "type": "start", "payload": payload})
-        else:
-            assert isinstance(conn, TransportConnection)
-            await conn.subscribe({"id": op_id, "type": "subscribe", "payload": payload})
+        await conn.received(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
         return conn, socket
 
     async def change(self, progress: int, *, delete: bool = False,
@@ -99,7 +90,8 @@ async def harness(settings: Settings, make_user: Any) -> AsyncIterator[Harness]:
         principal = await app.state.authenticator.authenticate(user.key)
         made = await videos.generate_video(REQUEST, principal, deps=app.state.deps)
         view = next(r.app for r in app.routes if getattr(r, "path", "") == "/graphql")
-        yield Harness(app, view, principal, made.video.uuid)
+        assert view.sockets is not None, "the fast path is on by default"
+        yield Harness(app, view.sockets, principal, made.video.uuid)
 
 
 def lean(conn: Connection, op_id: str = "op") -> bool:
@@ -141,12 +133,11 @@ async def test_a_known_document_streams_through_a_lean_subscriber_alike(harness:
     await settle(first, second)
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-async def test_a_terminal_change_sends_next_then_complete_alike(harness: Harness, legacy: bool) -> None:
-    kind = "data" if legacy else "next"
-    first, first_socket = await harness.subscribe(legacy=legacy)
+async def test_a_terminal_change_sends_next_then_complete_alike(harness: Harness) -> None:
+    kind = "next"
+    first, first_socket = await harness.subscribe()
     await first_socket.until(nexts(1, kind))
-    second, second_socket = await harness.subscribe(legacy=legacy)
+    second, second_socket = await harness.subscribe()
     await second_socket.until(nexts(1, kind))
     assert lean(second)
     await harness.change(100, status=VideoStatus.COMPLETED)
@@ -241,3 +232,22 @@ async def test_a_lean_subscriber_holds_few_objects(harness: Harness) -> None:
     # decoded snapshot it keeps.
     assert per_subscriber < 25, per_subscriber
     await settle(warm, *(conn for conn, _ in held))
+
+
+async def test_subscribers_of_one_operation_send_one_shared_message(harness: Harness) -> None:
+    # One change is executed and encoded once for every lean subscriber running the same
+    # operation with the same variables and id: they send the very same string object.
+    warm, warm_socket = await harness.subscribe()
+    await warm_socket.until(nexts(1))
+    (a, a_socket), (b, b_socket) = await harness.subscribe(), await harness.subscribe()
+    (c, c_socket) = await harness.subscribe(op_id="other id")
+    for socket in (a_socket, b_socket, c_socket):
+        await socket.until(nexts(1))
+    assert lean(a) and lean(b) and lean(c, "other id")
+    await harness.change(40)
+    for socket in (a_socket, b_socket, c_socket):
+        await socket.until(nexts(2))
+    assert a_socket.raw[-1] is b_socket.raw[-1]
+    assert json.loads(c_socket.raw[-1])["id"] == "other id"
+    assert json.loads(c_socket.raw[-1])["payload"] == json.loads(a_socket.raw[-1])["payload"]
+    await settle(warm, a, b, c)

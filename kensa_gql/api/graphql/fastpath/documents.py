@@ -1,45 +1,28 @@
-"""Answering a POST of a document Strawberry has already accepted, without its per-request machinery.
+"""The documents Strawberry has accepted, remembered by their text, for the fast path to answer.
 
 For a small query, Strawberry's view and extension runner cost as much as the query itself:
 measured in-process, a ``video(uuid)`` read took 243 us through the view, of which graphql-core's
 execution was 81 us. Clients send the same few documents over and over, so once Strawberry has
 parsed and validated a document (with every rule and limit of the schema), ``RememberPrepared``
-keeps it, and the next POST of the same text skips Strawberry's view (post.py): a query runs as
-a compiled plan (compiled.py), and anything else, or a query the plan cannot answer, is
-executed here directly by graphql-core with the same executor, context and arguments
-Strawberry would pass. Errors still go through the schema's own ``process_errors`` and the
-extensions' ``on_operation`` hooks (ErrorCodes renders and masks them), and the response is
-built by the view's own ``process_result`` and ``create_response``.
+keeps it; the next POST of the same text is answered by a compiled plan (post.py, compiled.py)
+and the next graphql-transport-ws subscription to it may become a lean subscriber (ws/).
 
-Anything else takes Strawberry's path: documents not seen before or refused, GET, batches,
-subscriptions, requests with ``extensions``, streaming ``Accept`` headers, bodies that are not
-one JSON object. The shortcut also switches itself off if the schema gains an extension it
-does not know to be inert after validation.
+A document is only remembered after Strawberry accepted it, and the fast path switches itself
+off (``inert``) if the schema gains an extension it does not know to be inert after validation.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
 
 from graphql import DocumentNode, OperationDefinitionNode
-from graphql import ExecutionResult as CoreResult
-from starlette.requests import Request
-from starlette.responses import Response
-from strawberry.execution import optimized_is_awaitable
+from strawberry import Schema
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension, ValidationCache
-from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
 
-from kensa_gql.api.graphql import errors
-from kensa_gql.api.graphql.compiled import NotCompiled, OperationPlan
 from kensa_gql.api.graphql.errors import ErrorCodes
+from kensa_gql.api.graphql.fastpath.compiled import NotCompiled, OperationPlan
 from kensa_gql.api.graphql.limits import SafeParserCache
-
-if TYPE_CHECKING:
-    from kensa_gql.api.graphql.schema import KensaSchema
-    from kensa_gql.api.graphql.view import KensaGraphQL
 
 DOCUMENTS = 256
 
@@ -65,7 +48,7 @@ class Prepared:
                 self.chosen[name] = chosen
         return chosen
 
-    def plan(self, schema: KensaSchema, operation: OperationDefinitionNode) -> OperationPlan | NotCompiled:
+    def plan(self, schema: Schema, operation: OperationDefinitionNode) -> OperationPlan | NotCompiled:
         plan = self.plans.get(id(operation))  # the document holds the node: its id stays its own
         if plan is None:
             try:
@@ -83,7 +66,7 @@ class PreparedDocuments:
         self._size = size
         self._documents: OrderedDict[str, Prepared] = OrderedDict()
         self.enabled = True
-        # How POSTs of remembered documents were answered: "compiled", or why not (see post.py).
+        # How POSTs of remembered documents were answered: "compiled", or why Strawberry did (post.py).
         self.counts: Counter[str] = Counter()
 
     def entry(self, query: str) -> Prepared | None:
@@ -102,7 +85,9 @@ class PreparedDocuments:
         return query if entry is None else entry.query
 
     def remember(self, query: str, document: DocumentNode) -> None:
-        self._documents[query] = Prepared(query, document)
+        # Known already (Strawberry answered a request its plan could not): its plans stay.
+        if query not in self._documents:
+            self._documents[query] = Prepared(query, document)
         self._documents.move_to_end(query)
         while len(self._documents) > self._size:
             self._documents.popitem(last=False)
@@ -126,9 +111,10 @@ class RememberPrepared(SchemaExtension):
 _INERT = (MaxTokensLimiter, SafeParserCache, AddValidationRules, ValidationCache, ErrorCodes, RememberPrepared)
 
 
-def check_extensions(schema: KensaSchema) -> None:
+def inert(schema: Schema) -> bool:
+    """Whether every extension of ``schema`` has done its work once a document is validated."""
     # Exact types: a subclass (QueryDepthLimiter is an AddValidationRules) may do more.
-    schema.prepared.enabled = all(type(e) in _INERT for e in schema.get_extensions())
+    return all(type(e) in _INERT for e in schema.get_extensions())
 
 
 def chosen_operation(document: DocumentNode, name: str | None) -> tuple[OperationDefinitionNode, str | None] | None:
@@ -142,42 +128,3 @@ def chosen_operation(document: DocumentNode, name: str | None) -> tuple[Operatio
         if operation.name is not None and operation.name.value == name:
             return operation, name
     return None
-
-
-def release(executor: Any) -> None:
-    """Break the executor's own reference cycle once its result is complete and error-free.
-
-    graphql-core's executor keeps its bound methods in ``async_helpers``: a cycle that holds the
-    request's whole working set (context, request, collected fields) until the cyclic collector
-    finds it, some 57 objects per GraphQL request. Broken, reference counting frees them at once.
-    """
-    executor.async_helpers = None
-
-
-async def execute(view: KensaGraphQL, request: Request, document: DocumentNode, *, query: str,
-                  variables: dict[str, Any] | None, name: str | None, operation_name: str | None,
-                  operation_type: OperationType, context: Any, root_value: Any) -> Response:
-    """The response Strawberry would give, from graphql-core's executor run directly."""
-    schema: KensaSchema = view.schema  # type: ignore[assignment]
-    sub_response = await view.get_sub_response(request)
-    # What graphql-core's execute() does (Strawberry's schema has no @defer or @stream), holding
-    # on to the executor so its reference cycle can be broken once the result is complete.
-    executor = schema.execution_context_class.build(
-        schema._schema, document, root_value, context, variables, operation_name,
-        is_awaitable=cast(Any, optimized_is_awaitable), operation_extensions=None)
-    if isinstance(executor, list):
-        core = CoreResult(None, errors=executor)
-    else:
-        outcome: Any = executor.execute_operation()
-        core = await outcome if optimized_is_awaitable(outcome) else outcome
-        if not isinstance(core, CoreResult):  # incremental delivery: the schema has no @defer/@stream
-            raise TypeError("unexpected incremental result")
-        if not core.errors:
-            release(executor)
-    if core.errors:
-        result = await errors.rendered(schema, core, query=query, variables=variables, context=context,
-                                       root_value=root_value, operation_name=name, operation_type=operation_type)
-    else:
-        result = ExecutionResult(data=core.data, errors=None)
-    response_data = await view.process_result(request, result)
-    return view.create_response(response_data=response_data, sub_response=sub_response)

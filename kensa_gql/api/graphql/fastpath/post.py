@@ -2,39 +2,45 @@
 
 Strawberry's view turns every request into a Starlette request and response, a sub-response,
 its request adapter and a result dictionary before the JSON goes out. For a remembered query
-(see prepared.py) none of that can change the answer, so ``answer`` reads what it needs from
+(see documents.py) none of that can change the answer, so ``answer`` reads what it needs from
 the scope, runs the operation's compiled plan (compiled.py) and sends the JSON that Strawberry
 would send: status 200, ``content-length`` then ``content-type: application/json``, the body
 encoded by orjson exactly as the view's ``encode_json`` does.
 
 Whenever the plan cannot answer (it does not handle the operation, the variables do not coerce,
-a resolver raised, a value needs graphql-core's care), the operation runs again from scratch
-through prepared.py's executor path, with the same context: the caller's principal lookup is
-shared, so authentication is not asked twice, and queries have no side effects to repeat. Each
-outcome is counted in ``PreparedDocuments.counts``.
+a resolver raised, a value needs graphql-core's care), ``answer`` sends nothing and returns
+False: the view hands the same body to Strawberry, which runs the operation from scratch (queries
+have no side effects to repeat). Each outcome is counted in ``PreparedDocuments.counts``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
+from graphql import OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
-from strawberry.types.graphql import OperationType
+from strawberry import Schema
 
-from kensa_gql.api.graphql import prepared
-from kensa_gql.api.graphql.compiled import Fallback, NotCompiled
-from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
+from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
 
-if TYPE_CHECKING:
-    from kensa_gql.api.graphql.schema import KensaSchema
-    from kensa_gql.api.graphql.view import KensaGraphQL
-
-_OVER_POST = {"query": OperationType.QUERY, "mutation": OperationType.MUTATION}
 _STREAMING = (b"multipart/mixed", b"text/event-stream")
 _JSON = b"application/json"
 COMPILED = "compiled"
+
+
+@dataclass(frozen=True, slots=True)
+class PostAnswers:
+    """What answering a POST takes: the schema, its remembered documents, and the context the
+    view would make for the request (``Context(request)``)."""
+
+    schema: Schema
+    documents: PreparedDocuments
+    context: Callable[[Request], Any]
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
@@ -49,10 +55,9 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
     return content_type or b"", accept or b""
 
 
-async def answer(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send, body: bytes) -> bool:
-    """Answer a POST whose ``body`` has been read, if it may skip Strawberry; False if not (nothing sent)."""
-    schema: KensaSchema = view.schema  # type: ignore[assignment]
-    documents = schema.prepared
+async def answer(answers: PostAnswers, scope: Scope, receive: Receive, send: Send, body: bytes) -> bool:
+    """Answer a POST whose ``body`` has been read, if a compiled plan can; False if not (nothing sent)."""
+    documents = answers.documents
     if not documents.enabled:
         return False
     content_type, accept = _headers(scope["headers"])
@@ -72,38 +77,32 @@ async def answer(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send,
     chosen = None if entry is None else entry.operation(name)
     if entry is None or chosen is None:
         return False
-    operation, operation_name = chosen
-    operation_type = _OVER_POST.get(operation.operation.value)
-    if operation_type is None:
+    if chosen[0].operation is not OperationType.QUERY:
+        documents.counts[f"not compiled: a {chosen[0].operation.value}"] += 1
+        return False  # mutations are never compiled: they run once, through Strawberry
+    context = answers.context(Request(scope, receive))
+    payload = await _compiled(answers, entry, chosen[0], variables, context)
+    if payload is None:
         return False
-    request = Request(scope, receive)
-    context = Context(request)  # what view.get_context gives; it never sees the sub-response
-    root_value: Any = await view.get_root_value(request)  # type: ignore[func-returns-value]
-    payload = await _compiled(schema, entry, operation, variables, context, root_value)
-    if payload is not None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(payload)).encode()), (b"content-type", _JSON)]})
-        await send({"type": "http.response.body", "body": payload})
-        return True
-    response = await prepared.execute(view, request, entry.document, query=query, variables=variables, name=name,
-                                      operation_name=operation_name, operation_type=operation_type,
-                                      context=context, root_value=root_value)
-    await response(scope, receive, send)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(payload)).encode()), (b"content-type", _JSON)]})
+    await send({"type": "http.response.body", "body": payload})
     return True
 
 
-async def _compiled(schema: KensaSchema, entry: prepared.Prepared, operation: Any, variables: dict[str, Any] | None,
-                    context: Context, root_value: Any) -> bytes | None:
-    """The response body from the operation's compiled plan, or None (counted) to run it the usual way."""
-    counts = schema.prepared.counts
-    plan = entry.plan(schema, operation)
+async def _compiled(answers: PostAnswers, entry: Prepared, operation: OperationDefinitionNode,
+                    variables: dict[str, Any] | None, context: Any) -> bytes | None:
+    """The response body from the operation's compiled plan, or None (counted) for Strawberry to answer."""
+    counts = answers.documents.counts
+    plan = entry.plan(answers.schema, operation)
     if isinstance(plan, NotCompiled):
         counts[f"not compiled: {plan}"] += 1
         return None
     try:
         coerced = plan.variables(variables or {})
         program = plan.program(coerced)
-        data = await program(root_value, context, coerced)
+        # Strawberry's view passes no root value (get_root_value gives None).
+        data = await program(None, context, coerced)
         payload = orjson.dumps({"data": data})
     except NotCompiled as exc:
         counts[f"not compiled: {exc}"] += 1
@@ -112,7 +111,7 @@ async def _compiled(schema: KensaSchema, entry: prepared.Prepared, operation: An
         counts[f"fallback: {exc}"] += 1
         return None
     except Exception as exc:
-        # The usual path meets the same exception and renders it (or finds it was ours to handle).
+        # Strawberry meets the same exception and renders it (or finds it was ours to handle).
         counts[f"fallback: {type(exc).__name__}"] += 1
         return None
     counts[COMPILED] += 1

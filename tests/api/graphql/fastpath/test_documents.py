@@ -1,5 +1,6 @@
-"""A document Strawberry has accepted once is answered by the shortcut afterwards, with exactly
-the response Strawberry gives: data, errors and their codes, headers."""
+"""A document Strawberry has accepted once is answered by the fast path afterwards (or, when its
+plan cannot, by Strawberry again), with exactly the response Strawberry gives: data, errors and
+their codes, headers. Mutations always run once, through Strawberry."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from strawberry.extensions import QueryDepthLimiter
 
-from kensa_gql.api.graphql import post, prepared
+from kensa_gql.api.graphql.fastpath import post
+from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments, inert
 from kensa_gql.api.graphql.schema import KensaSchema, Query
 from kensa_gql.api.graphql.view import KensaGraphQL
 from kensa_gql.app import create_app
@@ -41,9 +43,10 @@ class Client:
         return view
 
     @property
-    def remembered(self) -> prepared.PreparedDocuments:
-        schema: KensaSchema = self.view.schema  # type: ignore[assignment]
-        return schema.prepared
+    def remembered(self) -> PreparedDocuments:
+        documents = self.view.documents
+        assert documents is not None, "the fast path is on by default"
+        return documents
 
     async def post(self, body: Any, **headers: str) -> httpx.Response:
         return await self.http.post("/graphql", content=json.dumps(body),
@@ -128,7 +131,9 @@ async def answered(client: Client, body: Any, **headers: str) -> bool:
     headers = {"content-type": "application/json", "authorization": f"Bearer {client.key}", **headers}
     scope = {"type": "http", "method": "POST", "path": "/graphql", "query_string": b"", "app": client.app,
              "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
-    taken = await post.answer(client.view, scope, receive, send, raw)
+    answers = client.view.post_answers
+    assert answers is not None
+    taken = await post.answer(answers, scope, receive, send, raw)
     assert bool(sent) == taken
     return taken
 
@@ -158,9 +163,8 @@ async def test_a_syntax_error_is_never_remembered(client: Client) -> None:
 
 def test_an_extension_it_does_not_know_turns_the_shortcut_off(settings: Settings) -> None:
     schema = KensaSchema(query=Query, extensions=[lambda: QueryDepthLimiter(max_depth=5)])
-    schema.prepared = prepared.PreparedDocuments()
-    prepared.check_extensions(schema)
-    assert not schema.prepared.enabled
+    assert not inert(schema)
+    assert inert(KensaSchema(query=Query))
 
 
 async def test_an_answered_read_leaves_nothing_for_the_cyclic_collector(client: Client) -> None:

@@ -19,7 +19,7 @@ queries have no side effects: mutations are never compiled.
 from __future__ import annotations
 
 import keyword
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphql import (
     DirectiveNode,
@@ -46,12 +46,16 @@ from graphql.execution.get_variable_signature import GraphQLVariableSignature, g
 from graphql.execution.values import VariableValues, VariableValueSource
 from graphql.language import Visitor
 from graphql.pyutils import Path
+from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 
-from kensa_gql.api.graphql.field_calls import FieldCall, callable_field, strawberry_field
-
-if TYPE_CHECKING:
-    from kensa_gql.api.graphql.schema import KensaSchema
+from kensa_gql.api.graphql.fastpath.field_calls import FieldCall, callable_field
+from kensa_gql.api.graphql.fastpath.strawberry_internals import (
+    core_schema,
+    has_exception_handlers,
+    is_default_resolver,
+    strawberry_field,
+)
 
 VARIANTS = 16  # @skip/@include combinations compiled per operation; more run the usual way
 _INT_RANGE = "-2147483648 <= {0} <= 2147483647"
@@ -136,10 +140,10 @@ def _indent(lines: list[str]) -> list[str]:
 
 
 class _Compiler:
-    def __init__(self, schema: KensaSchema, document: DocumentNode, operation: OperationDefinitionNode,
+    def __init__(self, schema: Schema, document: DocumentNode, operation: OperationDefinitionNode,
                  variables: VariableValues) -> None:
         self.schema = schema
-        self.core = schema._schema
+        self.core = core_schema(schema)
         self.operation = operation
         self.variables = variables
         self.definitions = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
@@ -189,9 +193,9 @@ class _Compiler:
                 takes_request = True
                 is_async = is_async or call.is_async
             elif (definition is not None and definition.base_resolver is None and not definition.extensions
-                  and definition.default_resolver is getattr and getattr(field_def.resolve, "_is_default", False)
+                  and definition.default_resolver is getattr and is_default_resolver(field_def.resolve)
                   and not field_def.args
-                  and not self.schema.schema_converter._get_field_exception_handlers(definition)):
+                  and not has_exception_handlers(self.schema, definition)):
                 attribute = definition.python_name
                 if attribute.isidentifier() and not keyword.iskeyword(attribute):
                     lines.append(f"{var} = {source}.{attribute}")
@@ -271,7 +275,7 @@ class _Switches(Visitor):
 class OperationPlan:
     """One query operation of one document: its variables' coercion and its compiled variants."""
 
-    def __init__(self, schema: KensaSchema, document: DocumentNode, operation: OperationDefinitionNode) -> None:
+    def __init__(self, schema: Schema, document: DocumentNode, operation: OperationDefinitionNode) -> None:
         if operation.operation != OperationType.QUERY:
             raise NotCompiled(f"a {operation.operation.value}")
         if any(isinstance(d, FragmentDefinitionNode) and d.variable_definitions for d in document.definitions):
@@ -282,7 +286,7 @@ class OperationPlan:
         definitions = operation.variable_definitions or ()
         self._signatures: list[tuple[str, GraphQLVariableSignature, type | None, bool]] = []
         for definition in definitions:
-            signature = get_variable_signature(schema._schema, definition)
+            signature = get_variable_signature(core_schema(schema), definition)
             if not isinstance(signature, GraphQLVariableSignature):
                 raise NotCompiled("an unknown variable type")
             kind: Any = signature.type
@@ -315,7 +319,7 @@ class OperationPlan:
             break
         else:
             return VariableValues(sources, coerced)
-        full = get_variable_values(self._schema._schema, self._definitions, inputs, max_errors=50)
+        full = get_variable_values(core_schema(self._schema), self._definitions, inputs, max_errors=50)
         if isinstance(full, list):
             raise Fallback("variables with errors")
         return full

@@ -1,58 +1,36 @@
-"""GraphQL over WebSocket: graphql-transport-ws and the legacy graphql-ws, one slotted object per socket.
+"""Serving a graphql-transport-ws socket on the fast path: the handshake, the receive loop, the end.
 
 Strawberry's handlers cost every socket a view adapter, a Starlette WebSocket, a handler with
 its dictionaries, a context, a receive generator, and per operation a task and its stream: about
 4 KB and 60 objects a socket that the fan-out of ten thousand subscribers pays for (and the
-cyclic collector scans). Here the ASGI coroutine itself is the receive loop, a socket is one
-``Connection`` and its operations dictionary, and a ``videoStatus`` subscription to a known
-document is a ``Subscriber`` (subscribers.py), registered with the fan-out, with no task at all.
-
-The protocols behave as Strawberry's handlers do (the close codes, the messages, their order and
-JSON); everything that is not a lean subscription (queries and mutations over the socket,
-documents not seen before, refused subscriptions) still executes through ``schema.stream`` /
-``schema.subscribe``, with the schema's extensions and error rendering.
+cyclic collector scans). Here the ASGI coroutine itself is the receive loop, and a socket is one
+``Connection`` (connection.py) and its operations dictionary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from kensa_gql.api.graphql.connection import Connection
-from kensa_gql.api.graphql.legacy_ws import LegacyConnection
-from kensa_gql.api.graphql.transport_ws import TransportConnection
-
-if TYPE_CHECKING:
-    from kensa_gql.api.graphql.view import KensaGraphQL
+from kensa_gql.api.graphql.ws.connection import Connection, SocketConfig
 
 log = logging.getLogger("kensa_gql.websocket")
-PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
 
 
-async def serve(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send) -> None:
-    """The whole life of one GraphQL WebSocket: handshake, protocol, teardown."""
-    if not _origin_allowed(view, scope):
+async def serve(config: SocketConfig, scope: Scope, receive: Receive, send: Send) -> None:
+    """The whole life of one graphql-transport-ws socket (the view chose the subprotocol)."""
+    if not origin_allowed(config.allowed_origins, scope):
         await send({"type": "websocket.close", "code": 1008, "reason": ""})  # before accept: a 403
         return
     if (await receive())["type"] != "websocket.connect":
         return
-    offered: list[str] = scope.get("subprotocols") or []
-    chosen = next((p for p in offered if p in PROTOCOLS), None)  # the client's order, as Strawberry
-    await send({"type": "websocket.accept", "subprotocol": chosen, "headers": []})
-    connection: Connection
-    if chosen == GRAPHQL_TRANSPORT_WS_PROTOCOL:
-        connection = TransportConnection(view, scope, send)
-    elif chosen == GRAPHQL_WS_PROTOCOL:
-        connection = LegacyConnection(view, scope, send)
-    else:
-        await send({"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"})
-        return
+    await send({"type": "websocket.accept", "subprotocol": GRAPHQL_TRANSPORT_WS_PROTOCOL, "headers": []})
+    connection = Connection(config, scope, send)
     try:
         # The receive loop is this coroutine itself: one frame per idle socket, not one per layer.
         while not connection.closed:
@@ -76,15 +54,14 @@ async def serve(view: KensaGraphQL, scope: Scope, receive: Receive, send: Send) 
         await connection.shutdown()
 
 
-def _origin_allowed(view: KensaGraphQL, scope: Scope) -> bool:
-    """Strawberry's check: no Origin (not a browser), the same origin, or one allowed."""
+def origin_allowed(allowed: tuple[str, ...], scope: Scope) -> bool:
+    """Strawberry's check, with its public helpers: no Origin (not a browser), the same origin, or one allowed."""
     headers = HTTPConnection(scope).headers
     origin = headers.get("origin")
     if origin is None:
         return True
     if headers.get("sec-fetch-site") == "same-origin" or is_same_origin(origin, headers.get("host")):
         return True
-    allowed = view.allowed_origins
     if "*" in allowed or normalize_origin(origin) in allowed:
         return True
     log.warning("Rejected WebSocket connection from origin %r to host %r. If pages on this origin should be "

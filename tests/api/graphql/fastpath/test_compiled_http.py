@@ -2,8 +2,9 @@
 
 Every case is posted to a live server three times: once with the shortcut off (Strawberry's own
 view, parsing and executing), then twice with it on (the first remembers the document, the
-second is answered by post.py). The two answers must not differ, and the second must have been
-answered the way the case says: by the compiled plan, or by the usual path for the reason given.
+second is answered by fastpath/post.py). The two answers must not differ, and the second must
+have been answered the way the case says: by the compiled plan, or by Strawberry for the reason
+given. (test_http_differential.py compares with a server whose fast path is off altogether.)
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from kensa_gql.api.graphql.prepared import PreparedDocuments
-from kensa_gql.api.graphql.schema import KensaSchema
+from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments
 from tests.api.graphql.wire import VIDEO_FIELDS, generate
 from tests.conftest import Serve, User
 from tests.support import wait_for_status
@@ -94,13 +94,13 @@ async def world(serve: Serve, make_user: Any) -> AsyncIterator[World]:
     maker.stop()
     server = serve(run_worker=False)
     route = next(r for r in server.app.routes if isinstance(r, Route) and r.path == "/graphql")
-    schema: KensaSchema = route.app.schema  # type: ignore[attr-defined]
+    documents: PreparedDocuments = route.app.documents  # type: ignore[attr-defined]
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         pending = await generate(http, owner.key, prompt="a second one")
         foreign = await generate(http, other.key)
         keys = {"owner": owner.key, "other": other.key, "none": None, "bad": "kg_" + "x" * 45}
-        schema.prepared.counts.clear()
-        yield World(http, schema.prepared, keys, {"done": done, "pending": pending, "foreign": foreign})
+        documents.counts.clear()
+        yield World(http, documents, keys, {"done": done, "pending": pending, "foreign": foreign})
 
 
 def cases(videos: dict[str, str]) -> list[Case]:

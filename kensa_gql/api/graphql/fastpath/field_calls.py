@@ -28,17 +28,22 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path
+from strawberry import Schema
 from strawberry.execution import optimized_is_awaitable
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
 
+from kensa_gql.api.graphql.fastpath.strawberry_internals import (
+    core_schema,
+    has_exception_handlers,
+    is_resolver_wrapper,
+    strawberry_field,
+)
+
 if TYPE_CHECKING:
     from graphql import FragmentDefinitionNode, OperationDefinitionNode
 
-    from kensa_gql.api.graphql.schema import KensaSchema
-
-BACKREF = "strawberry-definition"  # where Strawberry keeps a GraphQLField's StrawberryField
 NO_VARIABLES = VariableValues({}, {})
 # Strawberry passes values of these argument types on unchanged (convert_argument's leaf case).
 _AS_GIVEN: tuple[Any, ...] = (str, int, float, bool, strawberry.ID)
@@ -46,20 +51,15 @@ _AS_GIVEN: tuple[Any, ...] = (str, int, float, bool, strawberry.ID)
 _IMMUTABLE = (str, int, float, bool, type(None))
 
 
-def strawberry_field(field_def: GraphQLField) -> StrawberryField | None:
-    definition = (field_def.extensions or {}).get(BACKREF)
-    return definition if isinstance(definition, StrawberryField) else None
-
-
-def callable_field(schema: KensaSchema, field_def: GraphQLField) -> StrawberryField | None:
+def callable_field(schema: Schema, field_def: GraphQLField) -> StrawberryField | None:
     """The field's definition if its resolver may be called directly, else None."""
     definition = strawberry_field(field_def)
     if definition is None or definition.base_resolver is None or definition.extensions:
         return None
     resolve = field_def.resolve
-    if resolve is None or getattr(resolve, "_is_default", True):
+    if resolve is None or not is_resolver_wrapper(resolve):
         return None  # not Strawberry's own wrapper for this resolver
-    if schema.schema_converter._get_field_exception_handlers(definition):
+    if has_exception_handlers(schema, definition):
         return None
     return definition
 
@@ -86,7 +86,7 @@ def _as_given(argument_type: Any) -> bool:
 class FieldCall:
     """One field of one selection: its resolver called with what Strawberry would pass it."""
 
-    def __init__(self, schema: KensaSchema, definition: StrawberryField, field_def: GraphQLField,
+    def __init__(self, schema: Schema, definition: StrawberryField, field_def: GraphQLField,
                  parent_type: GraphQLObjectType, nodes: list[FieldNode], path: Path,
                  fragments: dict[str, FragmentDefinitionNode], operation: OperationDefinitionNode) -> None:
         node = nodes[0]
@@ -97,7 +97,7 @@ class FieldCall:
         self._registry = schema.schema_converter.scalar_registry
         self._info_class = schema.config.info_class
         # GraphQLResolveInfo's leading fields, as graphql-core's executor would fill them in.
-        self._head = (node.name.value, nodes, field_def.type, parent_type, path, schema._schema, fragments)
+        self._head = (node.name.value, nodes, field_def.type, parent_type, path, core_schema(schema), fragments)
         self._operation = operation
         self.is_async = definition.is_async
         resolver = definition.base_resolver

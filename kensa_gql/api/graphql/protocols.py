@@ -1,0 +1,84 @@
+"""Strawberry's own WebSocket handlers, with what they do not do themselves.
+
+Both protocols are Strawberry's (legacy graphql-ws always; graphql-transport-ws whenever the fast
+path is off), subclassed for two things only:
+
+* documents over ``graphql_max_document_bytes`` get an error for that operation, before parsing
+  (as a POST gets a 413);
+* a message whose shape would crash the handler (a JSON array for a message, a payload that is
+  not an object, an id that cannot be a dictionary key) is refused as graphql-transport-ws
+  refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
+  graphql-ws, as it ignores what is not JSON: not an "Exception in ASGI application".
+
+The fast path's own graphql-transport-ws (ws/connection.py) does the same, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any, cast
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+
+
+def _key(value: object) -> bool:
+    return isinstance(value, Hashable)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict) or (message.get("type") == "complete" and not _key(message.get("id"))):
+            await self.handle_invalid_message("Failed to parse message")
+            return
+        await super().handle_message(cast(Any, message))
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # After the check Strawberry makes first (acknowledged), before the id's and the limit's.
+        if self.connection_acknowledged:
+            payload = message.get("payload")
+            if not _key(message.get("id")) or ("payload" in message and not isinstance(payload, dict)):
+                await self.handle_invalid_message("Failed to parse message")
+                return
+            if "id" in message and isinstance(payload, dict) and message["id"] not in self.operations:
+                try:
+                    check_document(payload.get("query"), self.max_document_bytes)
+                except DocumentTooLarge as exc:
+                    await self.send_message({"id": message["id"], "type": "error",
+                                             "payload": [exc.as_graphql_error().formatted]})
+                    return
+        await super().handle_subscribe(message)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict) or not _key(message.get("id")):
+            return
+        if message.get("type") == "start" and self.connection_acknowledged:
+            payload = message.get("payload")
+            if "id" not in message:
+                return
+            if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+                await self.send_message({"type": "error", "id": message["id"],
+                                         "payload": {"message": "Failed to parse message"}})
+                return
+            try:
+                check_document(payload["query"], self.max_document_bytes)
+            except DocumentTooLarge as exc:
+                await self.send_message({"type": "error", "id": message["id"],
+                                         "payload": exc.as_graphql_error().formatted})
+                return
+        await super().handle_message(cast(Any, message))
+
+
+def handlers(max_document_bytes: int) -> tuple[type[TransportWSHandler], type[LegacyWSHandler]]:
+    """The two handler classes for a view whose documents may be ``max_document_bytes`` long."""
+    limit = {"max_document_bytes": max_document_bytes}
+    return (type("TransportWSHandler", (TransportWSHandler,), limit),
+            type("LegacyWSHandler", (LegacyWSHandler,), limit))
