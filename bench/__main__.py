@@ -210,6 +210,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="load generator (auto: wrk when installed)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/<date>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
+    parser.add_argument("--graphql-fastpath", choices=("on", "off"), default="on",
+                        help="the gateway's KENSA_GRAPHQL_FASTPATH (off: stock Strawberry serves /graphql)")
     return parser.parse_args(argv)
 
 
@@ -227,7 +229,8 @@ def main(argv: list[str]) -> int:
         selected -= GRAPHQL_FIGURES
     tool = "wrk" if args.load == "wrk" or (args.load == "auto" and load.wrk_available()) else "python"
     today = datetime.now(UTC).date().isoformat()
-    out = args.out or ROOT / "bench" / "results" / (f"{today}-quick.json" if args.quick else f"{today}.json")
+    name = today + ("-quick" if args.quick else "") + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
+    out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     workdir = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
     started = time.monotonic()
 
@@ -236,14 +239,15 @@ def main(argv: list[str]) -> int:
 
     say(f"kensa-gql bench: {', '.join(f for f in FIGURES if f in selected)}; load generator {tool}; "
         f"server on core 0, load on core 1{'' if pinning_possible() else ' (pinning unavailable)'}; "
-        f"{sizes.rounds} round(s) x {sizes.duration:g} s")
+        f"{sizes.rounds} round(s) x {sizes.duration:g} s; GraphQL fast path {args.graphql_fastpath}")
     results: dict[str, Any] = {}
     try:
         needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
         seeded = seed.seed(workdir, "reads.db", videos=sizes.videos) if needs_reads else None
         generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=10**12)
                      if "generate" in selected else None)
-        env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING"}
+        env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING",
+               "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false"}
         http_selected = selected - {"fanout"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []

@@ -40,8 +40,9 @@ async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | N
 class Context:
     """What resolvers get as ``info.context``.
 
-    Over WebSocket a socket has one, signed in at connection_init (view.on_ws_connect, or the
-    fast path's ws/connection.py); it holds only that identity and the app's long-lived services.
+    On Strawberry's WebSocket handlers a socket has one, signed in at connection_init
+    (view.on_ws_connect); the fast path's sockets make one per operation from the socket's
+    principal (ws/connection.py). It holds only that identity and the app's long-lived services.
     """
 
     def __init__(self, connection: HTTPConnection) -> None:

@@ -38,18 +38,26 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_message(cast(Any, message))
 
     async def handle_subscribe(self, message: Any) -> None:
-        # After the check Strawberry makes first (acknowledged), before the id's and the limit's.
-        if self.connection_acknowledged:
-            payload = message.get("payload")
-            if not _key(message.get("id")) or ("payload" in message and not isinstance(payload, dict)):
+        # Strawberry checks, in order: acknowledged, the id (missing: 4400), a duplicate (4409), the
+        # limit, then reads the payload. The size goes before the limit; the screen of the
+        # payload comes where Strawberry would crash on it.
+        if self.connection_acknowledged and "id" in message:
+            op_id, payload = message["id"], message.get("payload")
+            if not _key(op_id):
                 await self.handle_invalid_message("Failed to parse message")
                 return
-            if "id" in message and isinstance(payload, dict) and message["id"] not in self.operations:
-                try:
-                    check_document(payload.get("query"), self.max_document_bytes)
-                except DocumentTooLarge as exc:
-                    await self.send_message({"id": message["id"], "type": "error",
-                                             "payload": [exc.as_graphql_error().formatted]})
+            if op_id not in self.operations:
+                if isinstance(payload, dict):
+                    try:
+                        check_document(payload.get("query"), self.max_document_bytes)
+                    except DocumentTooLarge as exc:
+                        await self.send_message({"id": op_id, "type": "error",
+                                                 "payload": [exc.as_graphql_error().formatted]})
+                        return
+                limit = self.max_subscriptions_per_connection
+                within = limit is None or len(self.operations) < limit
+                if within and "payload" in message and not isinstance(payload, dict):
+                    await self.handle_invalid_message("Failed to parse message")
                     return
         await super().handle_subscribe(message)
 

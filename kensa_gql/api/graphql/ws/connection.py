@@ -172,7 +172,9 @@ class Connection:
             elif kind == "subscribe":
                 await self._subscribe(data)
             elif kind == "complete":
-                op = self.operations.pop(data["id"], None)
+                op_id = data["id"]
+                hash(op_id)  # an id that cannot be a key is malformed, operations or not
+                op = self.operations.pop(op_id, None)
                 if op is not None:
                     op.cancel()
             else:
@@ -196,20 +198,21 @@ class Connection:
             self.acknowledged = True
 
     async def _subscribe(self, data: dict[str, Any]) -> None:
+        # Strawberry's order: acknowledged, the id, a duplicate, (the size), the limit, the payload.
         if not self.acknowledged:
             await self.close(4401, "Unauthorized")
             return
-        op_id, payload = data["id"], data["payload"]
-        if not isinstance(payload, dict):
-            raise KeyError("payload")  # malformed, like a missing payload (messages.py screens Strawberry's alike)
+        op_id = data["id"]
         if op_id in self.operations:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return
+        payload = data.get("payload")
         error: GraphQLError | None = None
-        try:
-            check_document(payload.get("query"), self.config.max_document_bytes)
-        except DocumentTooLarge as exc:
-            error = exc.as_graphql_error()
+        if isinstance(payload, dict):
+            try:
+                check_document(payload.get("query"), self.config.max_document_bytes)
+            except DocumentTooLarge as exc:
+                error = exc.as_graphql_error()
         limit = self.config.max_operations
         # As Strawberry: every operation in flight counts, queries and mutations included.
         if error is None and limit is not None and len(self.operations) >= limit:
@@ -217,14 +220,22 @@ class Connection:
         if error is not None:  # an error for this operation only: the socket's others carry on
             await self.send_text(dumps({"id": op_id, "type": "error", "payload": [error.formatted]}))
             return
+        if not isinstance(payload, dict):
+            raise KeyError("payload")  # missing or malformed (protocols.py screens Strawberry's alike)
+        query = payload["query"]
         op = Operation(op_id)
         self.operations[op_id] = op
-        op.task = asyncio.create_task(self._operation(op, payload["query"], payload.get("variables"),
+        op.task = asyncio.create_task(self._operation(op, query, payload.get("variables"),
                                                       payload.get("operationName")))
         op.task.add_done_callback(_retrieved)
 
     async def _operation(self, op: Operation, query: Any, variables: Any, name: Any) -> None:
-        subscriber = await subscribers.start(self, self.config.documents, op.id, query, variables, name)
+        try:
+            subscriber = await subscribers.start(self, self.config.documents, op.id, query, variables, name)
+        except Exception:
+            # Whatever the lean path trips on, Strawberry's path answers it (and logs a fault of ours).
+            log.exception("a lean subscriber could not start; Strawberry runs the operation")
+            subscriber = None
         if subscriber is None:
             await self._execute(op, query, variables, name)
             return

@@ -127,7 +127,8 @@ def _memo_key(executor: Any) -> _Key | None:
 async def start(socket: Socket, documents: PreparedDocuments, op_id: str, query: Any, variables: Any,
                 name: Any) -> Subscriber | None:
     """A subscriber for this operation, authorised and ready to follow; None to let Strawberry run it."""
-    if not documents.enabled or not isinstance(query, str) or (name is not None and not isinstance(name, str)):
+    if not documents.enabled or not isinstance(query, str) or (name is not None and not isinstance(name, str)) or (
+            variables is not None and not isinstance(variables, dict)):
         return None
     document = documents.get(query)
     chosen = None if document is None else chosen_operation(document, name)

@@ -15,10 +15,10 @@ from typing import Any, cast
 import pytest
 import strawberry
 from graphql import OperationDefinitionNode, parse
-from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled, OperationPlan
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info
 
+from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled, OperationPlan
 from kensa_gql.api.graphql.schema import KensaSchema
 
 
