@@ -13,13 +13,15 @@ from kensa_gql.domain.videos import Video
 
 def timestamp(ms: int | None) -> str | None:
     """UTC ISO 8601 with milliseconds and ``Z``: ``2026-03-13T10:00:00.000Z``."""
-    return None if ms is None else _iso(ms)
+    return None if ms is None else iso_timestamp(ms)
 
 
 # A video's times never change and clients read the same videos again and again (polling its
 # status, paging a list), while formatting one costs about a microsecond: two on every read.
+# Callers formatting a page of videos call this one directly: one Python frame less per time.
 @functools.lru_cache(maxsize=8192)
-def _iso(ms: int) -> str:
+def iso_timestamp(ms: int) -> str:
+    """``timestamp`` of a time that is there (not None)."""
     seconds, millis = divmod(ms, 1000)
     # time.gmtime rather than an aware datetime: the same text at half the cost.
     return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)) + f"{millis:03d}Z"

@@ -31,6 +31,7 @@ class VideoStatus(enum.Enum):
 
 
 _STATUS = {s: VideoStatus(s.value) for s in domain.VideoStatus}
+_iso = render.iso_timestamp
 
 
 @strawberry.type(description="A video: what was asked for, where it stands, and the result once made.")
@@ -68,7 +69,8 @@ class Video:
             "thumbnail_url": v.thumbnail_url, "start_image_url": v.start_image_url, "duration": v.duration,
             "resolution": v.resolution, "aspect_ratio": v.aspect_ratio, "file_size": v.file_size,
             "credits_used": v.credits_used, "generation_time": v.generation_time,
-            "created_at": render.timestamp(v.created_at_ms) or "", "completed_at": render.timestamp(v.completed_at_ms),
+            "created_at": _iso(v.created_at_ms),
+            "completed_at": None if v.completed_at_ms is None else _iso(v.completed_at_ms),
             "error_message": v.error_message}
         return video
 
