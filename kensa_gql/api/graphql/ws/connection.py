@@ -179,7 +179,7 @@ class Connection:
                     op.cancel()
             else:
                 await self.close(4400, f"Unknown message type: {kind}")
-        except (KeyError, TypeError):  # TypeError: an id that cannot be a key (see messages.py)
+        except (KeyError, TypeError):  # TypeError: an id that cannot be a key (as protocols.py screens)
             await self.close(4400, "Failed to parse message")
 
     async def _init(self, data: dict[str, Any]) -> None:
