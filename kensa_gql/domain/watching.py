@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from kensa_gql.domain.videos import Video, VideoStatus
 
-_STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADING: 2,
-          VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3}
+# How far along each status is: a video only ever moves forward through these.
+STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADING: 2,
+         VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3}
 _TERMINAL = 3
 
 
@@ -20,7 +21,7 @@ def _position(video: Video) -> tuple[bool, int, int]:
     Deletion comes first: a delete reads the video in its own transaction, so on PostgreSQL its
     snapshot can be older than a status change committed meanwhile, yet it must still get through.
     """
-    return video.deleted, _STAGE[video.status], video.progress
+    return video.deleted, STAGE[video.status], video.progress
 
 
 class Watcher:

@@ -18,18 +18,15 @@ from collections.abc import AsyncIterator
 
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.errors import NotFound
-from kensa_gql.domain.watching import Watcher, Watchers
+from kensa_gql.domain.watching import STAGE, Watcher, Watchers
 from kensa_gql.services import videos as service
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
 
-_RANK = {domain.VideoStatus.PENDING: 0, domain.VideoStatus.GENERATING: 1, domain.VideoStatus.UPLOADING: 2,
-         domain.VideoStatus.COMPLETED: 3, domain.VideoStatus.FAILED: 3}
-
 
 def position(video: domain.Video) -> tuple[int, int]:
     """How far a video has come, as a subscriber sees it."""
-    return _RANK[video.status], video.progress
+    return STAGE[video.status], video.progress
 
 
 class Following:
