@@ -49,6 +49,7 @@ from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
+from kensa_gql.services.sessions import Sessions
 from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,15 +115,21 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         app.state.events = events
         app.state.runner = runner
         app.state.authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
+        # Open sockets learn of a revoked key about as soon as HTTP does (services/sessions.py).
+        app.state.sessions = sessions = Sessions(db, interval=max(settings.auth_cache_seconds, 1.0))
         for spec in catalog.models:
             log.info("model %s routes to %s", spec.id, " -> ".join(router.route_of(spec.id)))
         if all(set(router.route_of(s.id)) == {"local"} for s in catalog.models):
             log.info("no vendor is configured: every model renders locally with the embedded 'local' provider")
         await events.start()
         runner_task = asyncio.create_task(runner.run(), name="runner") if runner else None
+        sessions_task = asyncio.create_task(sessions.run(), name="sessions")
         try:
             yield
         finally:
+            sessions_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sessions_task
             if runner_task is not None:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

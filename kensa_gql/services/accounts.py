@@ -8,6 +8,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from kensa_gql.adapters.db.accounts_store import AccountsStore, DuplicateEmail
@@ -94,6 +95,14 @@ async def revoke_key(prefix: str, *, db: Database) -> None:
         if not await AccountsStore(uow).revoke_key(prefix.strip(), now_ms()):
             raise NotFound("active key")
         await uow.commit()
+
+
+async def active_keys(keys: Collection[str], *, db: Database) -> set[str]:
+    """Those of ``keys`` that still sign in: not revoked, and their user still exists. One read."""
+    wanted = {_hash(key): key for key in keys}
+    async with db.reading() as uow:
+        hashes = await AccountsStore(uow).active_key_hashes(sorted({key[:PREFIX_LENGTH] for key in keys}))
+    return {wanted[digest] for digest in hashes if digest in wanted}
 
 
 async def grant_credits(email: str, amount: int, *, kind: PackageType = PackageType.GIFT,

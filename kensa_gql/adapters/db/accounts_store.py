@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -71,6 +72,16 @@ class AccountsStore:
     async def key_by_prefix(self, prefix: str) -> KeyRecord | None:
         row = (await self._uow.conn.execute(KEY_BY_PREFIX, {"prefix": prefix})).first()
         return None if row is None else key_record(*row)
+
+    async def active_key_hashes(self, prefixes: Sequence[str]) -> set[str]:
+        """The hashes of those keys (by prefix) that are not revoked and whose user still exists."""
+        found: set[str] = set()
+        for start in range(0, len(prefixes), 500):  # keeps each IN (...) list well under driver limits
+            rows = await self._uow.conn.execute(
+                select(api_keys.c.key_hash).join(users, users.c.id == api_keys.c.user_id)
+                .where(api_keys.c.prefix.in_(list(prefixes[start:start + 500])), api_keys.c.revoked_at_ms.is_(None)))
+            found.update(row.key_hash for row in rows)
+        return found
 
     async def revoke_key(self, prefix: str, now_ms: int) -> bool:
         result = await self._uow.conn.execute(

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
+from kensa_gql.services.sessions import Sessions
 
 
 def _authorization_param(params: Mapping[str, Any] | None) -> str | None:
@@ -28,13 +29,24 @@ def _authorization_param(params: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
-    """The caller's principal, from the connection_init payload or else the Authorization header."""
-    authenticator: Authenticator = connection.app.state.authenticator
+def presented_key(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> str | None:
+    """The API key the caller shows: in the connection_init payload, else in the Authorization header."""
     header = _authorization_param(params)
     if header is None:
         header = connection.headers.get("authorization")
-    return await authenticator.authenticate(bearer_token(header))
+    return bearer_token(header)
+
+
+async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
+    """The caller's principal, from the connection_init payload or else the Authorization header."""
+    authenticator: Authenticator = connection.app.state.authenticator
+    return await authenticator.authenticate(presented_key(connection, params))
+
+
+def sessions(connection: HTTPConnection) -> Sessions:
+    """The app's signed-in sockets: a socket joins once signed in, and is ended if its key is revoked."""
+    registry: Sessions = connection.app.state.sessions
+    return registry
 
 
 class Context:
@@ -57,6 +69,10 @@ class Context:
 
     def sign_in(self, principal: Principal) -> None:
         self._principal = principal
+
+    def sign_out(self) -> None:
+        """The socket's key was revoked: every operation that asks who is calling is refused from now on."""
+        self._principal = None
 
     async def principal(self) -> Principal:
         """The authenticated caller; raises Unauthenticated. Looked up at most once per context."""

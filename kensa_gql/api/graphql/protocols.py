@@ -10,26 +10,86 @@ path is off), subclassed for two things only:
   refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
   graphql-ws, as it ignores what is not JSON: not an "Exception in ASGI application".
 
+Beyond Strawberry, both:
+
+* join the app's signed-in sockets (services/sessions.py) once acknowledged, and ``revoke``
+  ends the socket when its key stops signing in, as a refused connection_init would have
+  (graphql-transport-ws: close 4403; legacy: ``connection_error``, then close 1011), its
+  operations cancelled first and its context signed out, so nothing runs on it after that;
+* legacy graphql-ws gets graphql-transport-ws's init timeout: a socket that has not sent
+  connection_init in time is closed with 4408, where Strawberry would keep it open for ever.
+
 The fast path's own graphql-transport-ws (ws/connection.py) does the same, in the same order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Hashable
 from typing import Any, cast
 
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from kensa_gql.api.graphql.context import presented_key, sessions
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.domain.errors import Unauthenticated
+
+# What an operation's close may meet when the client went first: nothing to do about it then.
+_GONE = (OSError, RuntimeError, WebSocketDisconnected)
+
+
+class _SignedIn:
+    """Joins the app's signed-in sockets once the handler acknowledges; leaves when it ends."""
+
+    context: Any
+    connection_acknowledged: bool
+    _joined_as: str | None = None
+
+    def _join(self) -> None:
+        key = presented_key(self.context.connection, self.context.connection_params)
+        if key is None or key == self._joined_as:
+            return
+        self._leave()
+        sessions(self.context.connection).join(key, self)
+        self._joined_as = key
+
+    async def revoke(self) -> None:
+        raise NotImplementedError  # each protocol ends a socket its own way
+
+    def _leave(self) -> None:
+        if self._joined_as is not None:
+            sessions(self.context.connection).leave(self._joined_as, self)
+            self._joined_as = None
 
 
 def _key(value: object) -> bool:
     return isinstance(value, Hashable)
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self._leave()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._join()
+
+    async def revoke(self) -> None:
+        self._joined_as = None
+        self.context.sign_out()
+        for op_id in list(self.operations):
+            await self.cleanup_operation(op_id)
+        with contextlib.suppress(*_GONE):
+            await self.websocket.close(code=4403, reason="Forbidden")
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or (message.get("type") == "complete" and not _key(message.get("id"))):
@@ -62,8 +122,43 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_subscribe(message)
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
+class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+    init_timeout_seconds: float = 0.0  # set by ``handlers``
+    _init_received = False
+
+    async def handle(self) -> None:
+        timeout = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timeout.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timeout
+            self._leave()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.init_timeout_seconds)
+        if not self._init_received:
+            with contextlib.suppress(*_GONE):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+    async def handle_connection_init(self, message: Any) -> None:
+        self._init_received = True  # the clock stops, whatever the outcome (as graphql-transport-ws)
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._join()
+
+    async def revoke(self) -> None:
+        self._joined_as = None
+        self.context.sign_out()
+        for op_id in list(self.tasks):
+            await self.cleanup_operation(op_id)
+        refused = Unauthenticated()
+        with contextlib.suppress(*_GONE):
+            await self.send_message(cast(Any, {"type": "connection_error", "payload": {
+                "message": refused.message, "extensions": {"code": refused.code}}}))
+            await self.websocket.close(code=1011, reason="")
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or not _key(message.get("id")):
@@ -85,8 +180,9 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
         await super().handle_message(cast(Any, message))
 
 
-def handlers(max_document_bytes: int) -> tuple[type[TransportWSHandler], type[LegacyWSHandler]]:
+def handlers(max_document_bytes: int, init_timeout_seconds: float) -> tuple[
+        type[TransportWSHandler], type[LegacyWSHandler]]:
     """The two handler classes for a view whose documents may be ``max_document_bytes`` long."""
     limit = {"max_document_bytes": max_document_bytes}
     return (type("TransportWSHandler", (TransportWSHandler,), limit),
-            type("LegacyWSHandler", (LegacyWSHandler,), limit))
+            type("LegacyWSHandler", (LegacyWSHandler,), {**limit, "init_timeout_seconds": init_timeout_seconds}))

@@ -112,7 +112,7 @@ class KensaGraphQL(GraphQL[Context, None]):
                          max_subscriptions_per_connection=max_subscriptions_per_connection,
                          allowed_origins=allowed_origins)
         self.graphql_transport_ws_handler_class, self.graphql_ws_handler_class = protocols.handlers(
-            max_document_bytes)
+            max_document_bytes, connection_init_timeout_seconds)
         self.max_document_bytes = max_document_bytes
         self.max_body_bytes = max_document_bytes + VARIABLES_ALLOWANCE
         # The fast path, when on: what it needs, and nothing else of the view's.

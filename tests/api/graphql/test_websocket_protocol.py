@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from kensa_gql.adapters.db.accounts_store import AccountsStore
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.app import create_app
 from kensa_gql.domain.videos import VideoStatus
 from kensa_gql.services import videos
+from kensa_gql.services.accounts import PREFIX_LENGTH
 from kensa_gql.settings import Settings
 
 FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status progress } }"
@@ -225,3 +228,61 @@ async def test_a_lean_subscriber_gets_what_a_resubscription_re_reads(gateway: Ga
            [await client.receive(), await client.receive()]}
     assert got == {"warm": 55, "lean": 55}
     await client.disconnect()
+
+
+async def test_legacy_graphql_ws_without_connection_init_in_time_closes_with_4408(gateway: Gateway) -> None:
+    # Strawberry's legacy handler waits for ever; ours closes as graphql-transport-ws does.
+    client = await gateway.connect(LEGACY_WS, init=False)
+    assert await client.closed() == (4408, "Connection initialisation timeout")
+    await client.disconnect()
+
+
+async def test_legacy_graphql_ws_initialised_in_time_stays_open(gateway: Gateway) -> None:
+    client = await gateway.connect(LEGACY_WS)
+    await asyncio.sleep(0.5)  # past the 0.3 s init timeout
+    assert not any(m["type"] == "websocket.close" for m in client.out)
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_nothing_runs_on_a_socket_once_its_key_is_revoked(gateway: Gateway, protocol: str) -> None:
+    """A revoked key's socket is ended, its subscriptions first; what the client still sends never runs."""
+    app = gateway.app
+    client = await gateway.connect(protocol)
+    kind = "subscribe" if protocol == TRANSPORT_WS else "start"
+    client.say({"id": "1", "type": kind, "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    assert (await client.receive())["id"] == "1"
+    async with app.state.deps.db.writing() as uow:
+        await AccountsStore(uow).revoke_key(gateway.key[:PREFIX_LENGTH], 1)
+        await uow.commit()
+    assert await app.state.sessions.check() == 1
+    if protocol == LEGACY_WS:  # its subscription completes, then the connection is refused
+        while (message := await client.receive())["type"] != "connection_error":
+            assert message["id"] == "1", message
+    assert (await client.closed())[0] == (4403 if protocol == TRANSPORT_WS else 1011)
+    for _ in range(200):  # cancelled with the socket; its task unwinds on the next turns
+        if not app.state.deps.watchers:
+            break
+        await asyncio.sleep(0.01)
+    assert not app.state.deps.watchers, "the subscription ended with the socket"
+    # A client that does not honour the close: its generate runs nowhere and freezes nothing.
+    before = await balance(app, gateway.key)
+    generate = "mutation { generateVideo(input: {prompt: \"x\", model: \"sora-2\", duration: 4, " \
+               "aspectRatio: \"16:9\"}) { uuid } }"
+    client.say({"id": "2", "type": kind, "payload": {"query": generate}})
+    client.say({"id": "3", "type": kind, "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    await asyncio.sleep(0.3)
+    sent = [json.loads(m["text"]) for m in client.out if m["type"] == "websocket.send"]
+    assert not [m for m in sent if m.get("id") in ("2", "3") and m["type"] in ("next", "data")], sent
+    assert await balance(app, gateway.key) == before
+    await client.disconnect()
+    assert len(app.state.sessions) == 0
+
+
+async def balance(app: Any, key: str) -> tuple[int, int]:
+    async with app.state.deps.db.reading() as uow:
+        row = (await uow.conn.execute(text(
+            "SELECT (SELECT COUNT(*) FROM credit_holds h WHERE h.user_id = k.user_id),"
+            " (SELECT COUNT(*) FROM videos v WHERE v.user_id = k.user_id) FROM api_keys k WHERE k.prefix = :p"),
+            {"p": key[:PREFIX_LENGTH]})).one()
+    return int(row[0]), int(row[1])

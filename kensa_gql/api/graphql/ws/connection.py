@@ -28,7 +28,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
-from kensa_gql.api.graphql.context import Context, authenticate
+from kensa_gql.api.graphql.context import Context, authenticate, presented_key, sessions
 from kensa_gql.api.graphql.encoding import dumps
 from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments
 from kensa_gql.api.graphql.fastpath.strawberry_internals import pre_execution_close_reason
@@ -73,13 +73,15 @@ class Operation:
 class Connection:
     """One socket: who is on it, its operations, and how to send to it."""
 
-    __slots__ = ("_send", "acknowledged", "closed", "config", "deadline", "operations", "principal", "scope")
+    __slots__ = ("_send", "acknowledged", "closed", "config", "deadline", "key", "operations", "principal",
+                 "scope")
 
     def __init__(self, config: SocketConfig, scope: Scope, send: Send) -> None:
         self.config = config
         self.scope = scope
         self._send = send
         self.principal: Principal | None = None
+        self.key: str | None = None  # the API key it signed in with, while it is in the app's sessions
         self.acknowledged = False
         self.closed = False
         # Strawberry's init timeout without its task: the receive loop waits until this loop time.
@@ -150,6 +152,8 @@ class Connection:
 
     async def received(self, text: str | None) -> None:
         """One message from the client (None: not a text message)."""
+        if self.closed:  # revoked (or closing): nothing more runs on this socket
+            return
         if text is None:
             await self.close(4400, "WebSocket message type must be text")
             return
@@ -189,13 +193,25 @@ class Connection:
         elif self.acknowledged:  # a refused init closed the socket: only an accepted one can come before
             await self.close(4429, "Too many initialisation requests")
         else:
+            connection = HTTPConnection(self.scope)
             try:
-                self.principal = await authenticate(HTTPConnection(self.scope), payload)
+                self.principal = await authenticate(connection, payload)
             except Unauthenticated:
                 await self.close(4403, "Forbidden")
                 return
+            self.key = presented_key(connection, payload)
+            if self.key is not None:
+                sessions(connection).join(self.key, self)
             await self.send_text(ACK)
             self.acknowledged = True
+
+    async def revoke(self) -> None:
+        """Its key no longer signs in: ended as a refused connection_init is, nothing left running."""
+        self.key = None  # the sessions have let it go already
+        self.principal = None
+        for op in self.operations.values():
+            op.cancel()
+        await self.close(4403, "Forbidden")
 
     async def _subscribe(self, data: dict[str, Any]) -> None:
         # Strawberry's order: acknowledged, the id, a duplicate, (the size), the limit, the payload.
@@ -286,6 +302,9 @@ class Connection:
     async def shutdown(self) -> None:
         """The socket is gone: every operation ends, quietly, and their tasks are awaited."""
         self.closed = True
+        if self.key is not None:
+            sessions(HTTPConnection(self.scope)).leave(self.key, self)
+            self.key = None
         operations, self.operations = self.operations, {}
         tasks = [op.task for op in operations.values() if op.task is not None]
         for op in operations.values():
