@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphql_max_depth: int = Field(default=12, ge=1)
     graphql_max_aliases: int = Field(default=30, ge=1)
-    graphql_max_tokens: int = Field(default=2000, ge=10)
+    graphql_max_tokens: int = Field(default=1000, ge=10)
+    # Checked before validation, whose cost grows with them (api/graphql/limits.py).
+    graphql_max_selections: int = Field(default=300, ge=10)
+    graphql_max_repeated_fields: int = Field(default=5, ge=1)
     graphql_max_document_bytes: int = Field(default=16_384, ge=256)
     max_subscriptions_per_connection: int = Field(default=20, ge=1)
     # Browsers send connection_init at once; an idle unauthenticated socket should not linger.

@@ -71,6 +71,7 @@ def _key(value: object) -> bool:
 
 class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+    max_tokens: int = 0
 
     async def handle(self) -> None:
         try:
@@ -109,7 +110,7 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
             if op_id not in self.operations:
                 if isinstance(payload, dict):
                     try:
-                        check_document(payload.get("query"), self.max_document_bytes)
+                        check_document(payload.get("query"), self.max_document_bytes, self.max_tokens)
                     except DocumentTooLarge as exc:
                         await self.send_message({"id": op_id, "type": "error",
                                                  "payload": [exc.as_graphql_error().formatted]})
@@ -124,6 +125,7 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
 
 class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+    max_tokens: int = 0
     init_timeout_seconds: float = 0.0  # set by ``handlers``
     _init_received = False
 
@@ -172,7 +174,7 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
                                          "payload": {"message": "Failed to parse message"}})
                 return
             try:
-                check_document(payload["query"], self.max_document_bytes)
+                check_document(payload["query"], self.max_document_bytes, self.max_tokens)
             except DocumentTooLarge as exc:
                 await self.send_message({"type": "error", "id": message["id"],
                                          "payload": exc.as_graphql_error().formatted})
@@ -180,9 +182,9 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
         await super().handle_message(cast(Any, message))
 
 
-def handlers(max_document_bytes: int, init_timeout_seconds: float) -> tuple[
+def handlers(max_document_bytes: int, max_tokens: int, init_timeout_seconds: float) -> tuple[
         type[TransportWSHandler], type[LegacyWSHandler]]:
-    """The two handler classes for a view whose documents may be ``max_document_bytes`` long."""
-    limit = {"max_document_bytes": max_document_bytes}
+    """The two handler classes for a view whose documents may be ``max_document_bytes`` and ``max_tokens`` long."""
+    limit = {"max_document_bytes": max_document_bytes, "max_tokens": max_tokens}
     return (type("TransportWSHandler", (TransportWSHandler,), limit),
             type("LegacyWSHandler", (LegacyWSHandler,), {**limit, "init_timeout_seconds": init_timeout_seconds}))

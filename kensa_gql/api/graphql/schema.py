@@ -8,13 +8,13 @@ from typing import Any
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
-from kensa_gql.api.graphql.limits import SafeParserCache, max_aliases_rule, max_depth_rule
+from kensa_gql.api.graphql.limits import BudgetedValidation, SafeParserCache, max_aliases_rule, max_depth_rule
 from kensa_gql.api.graphql.models import ModelQueries
 from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
 from kensa_gql.settings import Settings
@@ -50,12 +50,13 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     max_tokens = settings.graphql_max_tokens
+    selections, repeats = settings.graphql_max_selections, settings.graphql_max_repeated_fields
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         SafeParserCache,
         # The same rule classes every time, so ValidationCache's key repeats and it hits.
         lambda: AddValidationRules(rules),
-        ValidationCache,
+        lambda: BudgetedValidation(max_selections=selections, max_repeats=repeats),
         ErrorCodes,
     ]
 

@@ -103,7 +103,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class KensaGraphQL(GraphQL[Context, None]):
     """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
 
-    def __init__(self, schema: Schema, *, max_document_bytes: int, graphiql: bool,
+    def __init__(self, schema: Schema, *, max_document_bytes: int, max_tokens: int, graphiql: bool,
                  max_subscriptions_per_connection: int, allowed_origins: Sequence[str],
                  connection_init_timeout_seconds: float, documents: PreparedDocuments | None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=True,
@@ -112,14 +112,15 @@ class KensaGraphQL(GraphQL[Context, None]):
                          max_subscriptions_per_connection=max_subscriptions_per_connection,
                          allowed_origins=allowed_origins)
         self.graphql_transport_ws_handler_class, self.graphql_ws_handler_class = protocols.handlers(
-            max_document_bytes, connection_init_timeout_seconds)
+            max_document_bytes, max_tokens, connection_init_timeout_seconds)
         self.max_document_bytes = max_document_bytes
+        self.max_tokens = max_tokens
         self.max_body_bytes = max_document_bytes + VARIABLES_ALLOWANCE
         # The fast path, when on: what it needs, and nothing else of the view's.
         self.documents = documents
         self.post_answers = None if documents is None else post.PostAnswers(schema, documents, Context)
         self.sockets = None if documents is None else SocketConfig(
-            schema=schema, documents=documents, max_document_bytes=max_document_bytes,
+            schema=schema, documents=documents, max_document_bytes=max_document_bytes, max_tokens=max_tokens,
             max_operations=max_subscriptions_per_connection, init_timeout_seconds=connection_init_timeout_seconds,
             allowed_origins=tuple(allowed_origins))
 
@@ -138,7 +139,7 @@ class KensaGraphQL(GraphQL[Context, None]):
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._too_large(self.max_body_bytes, scope, receive, send)
+            await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
             return
         try:
             if scope["method"] == "POST" and self.post_answers is not None:
@@ -151,22 +152,22 @@ class KensaGraphQL(GraphQL[Context, None]):
                 body_receive = _capped(receive, self.max_body_bytes)
             await super().__call__(scope, body_receive, send)
         except _BodyTooLarge:
-            await self._too_large(self.max_body_bytes, scope, receive, send)
+            await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
         except DocumentTooLarge as exc:
-            await self._too_large(exc.limit, scope, receive, send)
+            await self._too_large(exc, scope, receive, send)
 
-    async def _too_large(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        body = {"errors": [DocumentTooLarge(limit).as_graphql_error().formatted]}
+    async def _too_large(self, refused: DocumentTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {"errors": [refused.as_graphql_error().formatted]}
         response = Response(json.dumps(body), status_code=413, media_type="application/json")
         await response(scope, receive, send)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[
             GraphQLRequestData]:
         if request.method == "GET":
-            check_document(request.query_params.get("query"), self.max_document_bytes)
+            check_document(request.query_params.get("query"), self.max_document_bytes, self.max_tokens)
         data = await super().parse_http_body(request)
         for item in data if isinstance(data, list) else [data]:
-            check_document(item.query, self.max_document_bytes)
+            check_document(item.query, self.max_document_bytes, self.max_tokens)
         return data
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
@@ -198,6 +199,7 @@ def graphql_app(settings: Settings) -> KensaGraphQL:
     if documents is not None:
         documents.enabled = inert(schema)
     return KensaGraphQL(schema, max_document_bytes=settings.graphql_max_document_bytes,
+                        max_tokens=settings.graphql_max_tokens,
                         graphiql=settings.graphiql,
                         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
                         allowed_origins=settings.cors_origins,

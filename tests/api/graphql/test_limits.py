@@ -8,11 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import get_introspection_query
+from graphql import get_introspection_query, parse
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 from websockets.exceptions import InvalidStatus
 
+from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments
+from kensa_gql.api.graphql.limits import CACHED_DOCUMENT_CHARS, _Shape
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.settings import Settings
 from tests.api.graphql.wire import REQUEST, codes, open_session, post
@@ -41,10 +43,12 @@ def test_the_abusive_documents_are_what_the_issue_describes() -> None:
 
 @pytest.mark.parametrize(("overrides", "status", "code", "words"), [
     ({}, 413, "PAYLOAD_TOO_LARGE", "larger than 16384 bytes"),
-    ({"graphql_max_document_bytes": 1_000_000}, 200, "GRAPHQL_PARSE_FAILED", "more than 2000 tokens"),
+    ({"graphql_max_document_bytes": 1_000_000}, 413, "PAYLOAD_TOO_LARGE", "larger than 1000 tokens"),
     ({"graphql_max_document_bytes": 1_000_000, "graphql_max_tokens": 1_000_000}, 200,
-     "GRAPHQL_VALIDATION_FAILED", "2000 aliases; the limit is 30"),
-], ids=["size", "tokens", "aliases"])
+     "GRAPHQL_VALIDATION_FAILED", "makes 4000 selections"),
+    ({"graphql_max_document_bytes": 1_000_000, "graphql_max_tokens": 1_000_000, "graphql_max_selections": 5000},
+     200, "GRAPHQL_VALIDATION_FAILED", "2000 aliases; the limit is 30"),
+], ids=["size", "tokens", "selections", "aliases"])
 async def test_two_thousand_aliases_are_refused_before_execution(
         serve: Serve, make_user: Any, overrides: dict[str, Any], status: int, code: str, words: str) -> None:
     # Each limit is tested alone by lifting the ones in front of it.
@@ -112,7 +116,10 @@ async def test_the_standard_introspection_query_still_works(client: httpx.AsyncC
 async def test_a_fragment_bomb_is_refused_quickly(client: httpx.AsyncClient) -> None:
     started = time.monotonic()
     body = await post(client, FRAGMENT_BOMB)
-    assert codes(body)[0] == "GRAPHQL_VALIDATION_FAILED" and "aliases" in body["errors"][0]["message"]
+    # Spread at full size, its 82 selections make 2^42 - 2 (each fragment: twice the next, plus
+    # two): refused before any rule walks them.
+    assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+    assert f"makes {2 ** 42 - 2} selections" in body["errors"][0]["message"]
     assert time.monotonic() - started < 5  # Strawberry's own limiter would count 2^40 aliases one by one
 
 
@@ -210,6 +217,70 @@ async def test_fragment_cycles_are_refused_readably(client: httpx.AsyncClient) -
     assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"] and "within itself" in body["errors"][0]["message"]
 
 
-async def test_a_document_nested_700_deep_is_a_parse_error(client: httpx.AsyncClient) -> None:
-    body = await post(client, "{ " + "me { " * 700 + "id" + " }" * 700 + " }")
+async def test_a_document_nested_330_deep_is_a_parse_error(client: httpx.AsyncClient) -> None:
+    # Within the token limit (993 tokens), beyond what graphql-core's parser nests.
+    body = await post(client, "{ " + "me { " * 330 + "id" + " }" * 330 + " }")
     assert codes(body) == ["GRAPHQL_PARSE_FAILED"]
+
+
+# The issue's document: 450 cheap fields, 5.5 KB, 1,802 tokens; graphql-core took 0.55 s to validate it.
+REPEATED = "{" + " models{id}" * 450 + " }"
+FRAGMENTS = ("{ " + " ".join(f"...F{n}" for n in range(6)) + " } "
+             + " ".join(f"fragment F{n} on Query {{ models {{ id }} }}" for n in range(6)))
+
+
+async def test_many_cheap_fields_are_refused_before_parsing_on_every_transport(live_server: LiveServer,
+                                                                               make_user: Any) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
+        for request in (client.post("/graphql", json={"query": REPEATED}),
+                        client.get("/graphql", params={"query": REPEATED})):
+            r = await request
+            assert r.status_code == 413, r.text
+            assert r.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+            assert "larger than 1000 tokens" in r.json()["errors"][0]["message"]
+    user = await make_user()
+    for protocol, start in (("graphql-transport-ws", "subscribe"), ("graphql-ws", "start")):
+        session = await open_session(live_server.url, protocol=protocol, key=user.key)
+        assert (await session.receive())["type"] == "connection_ack"
+        await session.send({"id": "many", "type": start, "payload": {"query": REPEATED}})
+        message = await session.receive()
+        payload = message["payload"] if protocol == "graphql-ws" else message["payload"][0]
+        assert message["type"] == "error" and payload["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+        await session.close()
+
+
+@pytest.mark.parametrize(("document", "words"), [
+    ("{" + " models{id}" * 160 + " }", "makes 320 selections"),
+    ("{" + " models{id}" * 6 + " }", "selected 6 times in one selection set"),
+    ("{ me { " + "email " * 6 + "} }", "selected 6 times in one selection set"),
+    (FRAGMENTS, "selected 6 times in one selection set"),
+], ids=["selections", "repeats", "nested-repeats", "repeats-through-fragments"])
+async def test_a_document_over_its_shape_budget_is_refused_before_validation(
+        client: httpx.AsyncClient, document: str, words: str) -> None:
+    body = await post(client, document)
+    assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"] and words in body["errors"][0]["message"], body
+    assert body.get("data") is None
+
+
+async def test_the_fullest_introspection_query_fits_every_budget(client: httpx.AsyncClient) -> None:
+    # What GraphiQL sends with every option on: 229 selections, 183 tokens.
+    query = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
+                                    schema_description=True, input_value_deprecation=True)
+    body = await post(client, query)
+    assert "errors" not in body and body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_the_shape_counts_fragments_where_they_are_spread() -> None:
+    document = parse("{ ...A ...A me { ...B } } fragment A on Query { models { id name } } "
+                     "fragment B on Me { email email }")
+    shape = _Shape(document)
+    assert shape.selections == 3 + 3 + 1 + 2  # A twice, me, B once
+    assert shape.most_repeated == 2  # models through A's two spreads; email in B
+
+
+def test_only_small_documents_are_cached() -> None:
+    documents = PreparedDocuments()
+    small, large = "{ models { id } }", "{ models { id } }" + " " * CACHED_DOCUMENT_CHARS
+    documents.remember(small, parse(small))
+    documents.remember(large, parse(large))
+    assert documents.get(small) is not None and documents.get(large) is None

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 from graphql import DocumentNode, OperationDefinitionNode
 from strawberry import Schema
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension, ValidationCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 
 from kensa_gql.api.graphql.errors import ErrorCodes
 from kensa_gql.api.graphql.fastpath.compiled import NotCompiled, OperationPlan
-from kensa_gql.api.graphql.limits import SafeParserCache
+from kensa_gql.api.graphql.limits import CACHED_DOCUMENT_CHARS, BudgetedValidation, SafeParserCache
 
 DOCUMENTS = 256
 
@@ -85,6 +85,8 @@ class PreparedDocuments:
         return query if entry is None else entry.query
 
     def remember(self, query: str, document: DocumentNode) -> None:
+        if len(query) > CACHED_DOCUMENT_CHARS:
+            return  # bounded in bytes too: large documents are rare and would crowd out the small
         # Known already (Strawberry answered a request its plan could not): its plans stay.
         if query not in self._documents:
             self._documents[query] = Prepared(query, document)
@@ -108,7 +110,7 @@ class RememberPrepared(SchemaExtension):
 
 # Extensions whose work is done once a document is validated (or, for ErrorCodes, that only
 # touches errors, which the shortcut runs it for). Any other extension disables the shortcut.
-_INERT = (MaxTokensLimiter, SafeParserCache, AddValidationRules, ValidationCache, ErrorCodes, RememberPrepared)
+_INERT = (MaxTokensLimiter, SafeParserCache, AddValidationRules, BudgetedValidation, ErrorCodes, RememberPrepared)
 
 
 def inert(schema: Schema) -> bool:

@@ -50,6 +50,7 @@ class SocketConfig:
     schema: Schema
     documents: PreparedDocuments
     max_document_bytes: int
+    max_tokens: int
     max_operations: int | None
     init_timeout_seconds: float
     allowed_origins: tuple[str, ...]
@@ -226,7 +227,7 @@ class Connection:
         error: GraphQLError | None = None
         if isinstance(payload, dict):
             try:
-                check_document(payload.get("query"), self.config.max_document_bytes)
+                check_document(payload.get("query"), self.config.max_document_bytes, self.config.max_tokens)
             except DocumentTooLarge as exc:
                 error = exc.as_graphql_error()
         limit = self.config.max_operations
