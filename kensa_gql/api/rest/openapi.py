@@ -167,8 +167,10 @@ def _paged(key: str, item: str) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def openapi_document(catalog: Catalog) -> dict[str, Any]:
     """The document for this catalogue (built once per catalogue: it never changes while serving)."""
+    # Any segment but the fixed names (routes.py's convertor) and without a newline: the /api/v1
+    # mount's ``.*`` never matches one, so such a path is an unknown path (404 before any key check).
     uuid_param = {"name": "uuid", "in": "path", "required": True, "description": "The video's UUID.",
-                  "schema": {"type": "string", "pattern": "^(?!(?:generate|list|task)$)[^/]+$"}}
+                  "schema": {"type": "string", "pattern": "^(?!(?:generate|list|task)$)[^/\n]+$"}}
     video = {
         "get": _operation("getVideo", "Details of one of the caller's videos.",
                           _ok("The video.", _ref("VideoDetail")), [404], parameters=[uuid_param]),
