@@ -79,11 +79,12 @@ def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: list
 
 
 def _paging() -> list[dict[str, Any]]:
+    # An empty value (``?page=``) is the default, as if the parameter were absent (routes.py).
     return [
-        {"name": "page", "in": "query", "description": "Page number, from 1.",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "default": 1}},
-        {"name": "pageSize", "in": "query", "description": "Items per page.",
-         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
+        {"name": "page", "in": "query", "description": "Page number, from 1; empty: the default.",
+         "allowEmptyValue": True, "schema": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "default": 1}},
+        {"name": "pageSize", "in": "query", "description": "Items per page; empty: the default.",
+         "allowEmptyValue": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
     ]
 
 
