@@ -99,13 +99,13 @@ class GatewayProcess:
 
 
 class Replica(GatewayProcess):
-    """``kensa-gql serve --no-worker`` on a free loopback port."""
+    """``kensa-gql serve --no-worker`` on a free loopback port (``worker=True``: with its runner)."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *, worker: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(name, ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(self.port)],
-                         {**env, "KENSA_PUBLIC_URL": f"http://127.0.0.1:{self.port}"}, log_dir)
+        args = ["serve", *([] if worker else ["--no-worker"]), "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(name, args, {**env, "KENSA_PUBLIC_URL": f"http://127.0.0.1:{self.port}"}, log_dir)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

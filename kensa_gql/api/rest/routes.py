@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from kensa_gql.api import render
 from kensa_gql.api.responses import FastJSONResponse
+from kensa_gql.api.rest.openapi import OPENAPI_PATH, openapi_document
 from kensa_gql.domain.errors import BadUserInput
 from kensa_gql.domain.paging import Page, page_of
 from kensa_gql.services import accounts, videos
@@ -134,6 +135,10 @@ async def credit_history(request: Request) -> Response:
                "pageSize": page.page_size})
 
 
+async def openapi(request: Request) -> Response:
+    return FastJSONResponse(openapi_document(_deps(request).catalog))
+
+
 def routes() -> list[BaseRoute]:
     # The hottest route first: Starlette tries routes in order (the convertor keeps the fixed
     # paths out of the uuid routes, so the order changes nothing else).
@@ -145,4 +150,5 @@ def routes() -> list[BaseRoute]:
         Route("/video/task", task_status, methods=["GET"]),
         Route("/config/models", list_models, methods=["GET"]),
         Route("/credit/history", credit_history, methods=["GET"]),
+        Route(OPENAPI_PATH, openapi, methods=["GET"]),
     ]

@@ -1,0 +1,230 @@
+"""The OpenAPI 3.1 document of the /api/v1 mount, served at ``GET /api/v1/openapi.json``.
+
+It describes the legacy API exactly as served: every route of ``routes.py`` (a test keeps the two
+in step), the envelopes and every status code an endpoint answers. The request body of
+``POST /video/generate`` is built from the catalogue, one alternative per enabled model with its
+own durations, aspect ratios and qualities, so the document never offers what the API refuses.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from kensa_gql.api.error_status import HTTP_STATUS
+from kensa_gql.domain.catalog import Catalog, ModelSpec
+from kensa_gql.domain.ledger import EntryType
+from kensa_gql.domain.paging import MAX_PAGE_SIZE
+from kensa_gql.domain.videos import VideoStatus
+
+OPENAPI_PATH = "/openapi.json"
+# The codes the REST mount can answer with (api/rest/errors.py renders every error through them).
+ERROR_CODES = sorted(HTTP_STATUS)
+MAX_IDEMPOTENCY_KEY = 255  # services/videos.py
+TIMESTAMP_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+
+_ERRORS = {
+    400: ("BadUserInput", "Invalid parameters or body; the message starts with the field's name."),
+    401: ("Unauthenticated", "No valid API key: missing, malformed, unknown or revoked."),
+    402: ("InsufficientCredits", "The available balance does not cover the price; nothing was charged."),
+    404: ("NotFound", "Unknown, deleted or another user's video (deliberately indistinguishable)."),
+    409: ("Conflict", "A request with this Idempotency-Key is still being processed."),
+    413: ("PayloadTooLarge", "The request body is larger than the limit."),
+    422: ("IdempotencyKeyReused", "This Idempotency-Key was already used with a different body."),
+    500: ("InternalServerError", "A fault of ours, masked; the log has it under the X-Request-Id."),
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these keys, all present (the legacy API never leaves one out)."""
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return _object({"success": {"const": True}, "data": data})
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(description: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+            "content": _json(_envelope(data))}
+
+
+def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: list[int], *, public: bool = False,
+               parameters: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    statuses = sorted({*errors, 500} | (set() if public else {401}))
+    operation: dict[str, Any] = {
+        "operationId": operation_id, "summary": summary,
+        "responses": {"200": ok, **{str(s): {"$ref": f"#/components/responses/{_ERRORS[s][0]}"} for s in statuses}},
+    }
+    operation["security"] = [] if public else [{"bearerAuth": []}]
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _paging() -> list[dict[str, Any]]:
+    # An empty value (``?page=``) is the default, as if the parameter were absent (routes.py).
+    return [
+        {"name": "page", "in": "query", "description": "Page number, from 1; empty: the default.",
+         "allowEmptyValue": True, "schema": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "default": 1}},
+        {"name": "pageSize", "in": "query", "description": "Items per page; empty: the default.",
+         "allowEmptyValue": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
+    ]
+
+
+def _generate_body(catalog: Catalog) -> dict[str, Any]:
+    def alternative(spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "title": spec.id, "type": "object", "required": ["prompt", "model", "duration", "aspectRatio"],
+            "properties": {
+                "prompt": {"type": "string", "pattern": r"\S", "maxLength": spec.max_prompt_length,
+                           "description": "Text description of the video to generate."},
+                "model": {"const": spec.id},
+                "duration": {"enum": list(spec.durations), "description": "Seconds."},
+                "aspectRatio": {"enum": list(spec.aspect_ratios)},
+                "quality": {"enum": [*spec.resolutions, None],
+                            "description": f"Output resolution; {spec.resolutions[0]} when absent or null."},
+                "startImageUrl": _nullable({
+                    "type": "string", "format": "uri", "maxLength": 2048,
+                    "description": "A public http(s) URL of a reference image, for image-to-video."}),
+            },
+        }
+
+    models = [spec for spec in catalog.models if spec.enabled]
+    example = {"prompt": "A golden retriever running through a sunlit meadow, cinematic slow motion",
+               "model": models[0].id, "duration": models[0].durations[0], "aspectRatio": models[0].aspect_ratios[0]}
+    return {"required": True, "content": {"application/json": {
+        "schema": {"oneOf": [alternative(spec) for spec in models]}, "example": example}}}
+
+
+def _schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "pattern": TIMESTAMP_PATTERN, "description": "UTC, milliseconds, Z."}
+    url = {"type": "string"}
+    return {
+        "Error": _object({
+            "success": {"const": False},
+            "error": _object({"code": {"enum": ERROR_CODES}, "message": {"type": "string", "minLength": 1}}),
+        }),
+        "Timestamp": timestamp,
+        "VideoStatus": {"enum": [s.value for s in VideoStatus]},
+        "VideoCreated": _object({
+            "uuid": {"type": "string", "format": "uuid"}, "status": {"const": "PENDING"},
+            "model": {"type": "string"}, "creditsUsed": {"type": "integer", "minimum": 0},
+            "createdAt": _ref("Timestamp")}),
+        "VideoSummary": _object({
+            "uuid": {"type": "string", "format": "uuid"}, "prompt": {"type": "string"}, "model": {"type": "string"},
+            "status": _ref("VideoStatus"), "videoUrl": _nullable(url), "thumbnailUrl": _nullable(url),
+            "duration": {"type": "integer"}, "aspectRatio": {"type": "string"},
+            "creditsUsed": {"type": "integer", "minimum": 0}, "createdAt": _ref("Timestamp"),
+            "completedAt": _nullable(_ref("Timestamp"))}),
+        "VideoDetail": _object({
+            "uuid": {"type": "string", "format": "uuid"}, "prompt": {"type": "string"}, "model": {"type": "string"},
+            "status": _ref("VideoStatus"), "provider": _nullable({"type": "string"}),
+            "videoUrl": _nullable(url), "thumbnailUrl": _nullable(url), "startImageUrl": _nullable(url),
+            "duration": {"type": "integer"}, "resolution": {"type": "string"}, "aspectRatio": {"type": "string"},
+            "fileSize": _nullable({"type": "integer", "minimum": 0}),
+            "creditsUsed": {"type": "integer", "minimum": 0},
+            "generationTime": _nullable({"type": "integer", "minimum": 0, "description": "Seconds."}),
+            "createdAt": _ref("Timestamp"), "completedAt": _nullable(_ref("Timestamp"))}),
+        "VideoTask": _object({
+            "uuid": {"type": "string", "format": "uuid"}, "status": _ref("VideoStatus"),
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100}}),
+        "Model": _object({
+            "id": {"type": "string"}, "name": {"type": "string"}, "provider": {"type": "string"},
+            "modes": {"type": "array", "items": {"enum": ["text-to-video", "image-to-video"]}},
+            "maxDuration": {"type": "integer", "minimum": 1},
+            "resolutions": {"type": "array", "items": {"type": "string"}},
+            "aspectRatios": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"}}),
+        "CreditEntry": _object({
+            "id": {"type": "string"}, "transNo": {"type": "string"},
+            "transType": {"enum": [t.value for t in EntryType]},
+            "credits": {"type": "integer"}, "balanceAfter": {"type": "integer"},
+            "videoUuid": _nullable({"type": "string", "format": "uuid"}), "createdAt": _ref("Timestamp")}),
+    }
+
+
+def _paged(key: str, item: str) -> dict[str, Any]:
+    return _object({key: {"type": "array", "items": _ref(item)}, "total": {"type": "integer", "minimum": 0},
+                    "page": {"type": "integer", "minimum": 1},
+                    "pageSize": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}})
+
+
+@functools.lru_cache(maxsize=4)
+def openapi_document(catalog: Catalog) -> dict[str, Any]:
+    """The document for this catalogue (built once per catalogue: it never changes while serving)."""
+    # Any segment but the fixed names (routes.py's convertor) and without a newline: the /api/v1
+    # mount's ``.*`` never matches one, so such a path is an unknown path (404 before any key check).
+    uuid_param = {"name": "uuid", "in": "path", "required": True, "description": "The video's UUID.",
+                  "schema": {"type": "string", "pattern": "^(?!(?:generate|list|task)$)[^/\n]+$"}}
+    video = {
+        "get": _operation("getVideo", "Details of one of the caller's videos.",
+                          _ok("The video.", _ref("VideoDetail")), [404], parameters=[uuid_param]),
+        "delete": _operation("deleteVideo", "Soft-delete a video (the record stays for the ledger).",
+                             _ok("Deleted.", _object({"uuid": {"type": "string", "format": "uuid"},
+                                                      "deleted": {"const": True}})),
+                             [404], parameters=[uuid_param]),
+    }
+    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "Retries with the same key and body answer the first video; at most once charged.",
+                   "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}}
+    paths = {
+        "/video/{uuid}": video,
+        "/video/generate": {"post": _operation(
+            "generateVideo", "Start a video: credits are frozen, the task queued; poll /video/task.",
+            _ok("Accepted: PENDING.", _ref("VideoCreated")), [400, 402, 404, 409, 413, 422],
+            parameters=[idempotency], body=_generate_body(catalog))},
+        "/video/list": {"get": _operation("listVideos", "The caller's videos, newest first.",
+                                          _ok("A page of videos.", _paged("videos", "VideoSummary")), [400],
+                                          parameters=_paging())},
+        "/video/task": {"get": _operation(
+            "getTaskStatus", "Poll a video's generation status.", _ok("The status.", _ref("VideoTask")),
+            [400, 404], parameters=[{"name": "uuid", "in": "query", "required": True,
+                                     "description": "Video UUID from the generate response.",
+                                     "schema": {"type": "string", "minLength": 1}}])},
+        "/config/models": {"get": _operation(
+            "listModels", "The models available for generation.",
+            _ok("The catalogue.", _object({"models": {"type": "array", "items": _ref("Model")}})), [],
+            public=True)},
+        "/credit/history": {"get": _operation("creditHistory", "The caller's ledger entries, newest first.",
+                                              _ok("A page of entries.", _paged("transactions", "CreditEntry")),
+                                              [400], parameters=_paging())},
+        OPENAPI_PATH: {"get": {
+            "operationId": "openapi", "summary": "This document.", "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1.", "content": _json({"type": "object"})}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Kensa video generation API", "version": "1",
+                 "description": "The legacy-compatible REST mount. Every answer is an envelope: "
+                                "{\"success\": true, \"data\": ...} or {\"success\": false, \"error\": "
+                                "{\"code\", \"message\"}}. A method a path does not offer is a 405 "
+                                "(METHOD_NOT_ALLOWED), an unknown path a 404 (NOT_FOUND), both in the envelope."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "An API key: Authorization: Bearer kg_..."}},
+            "headers": {"RequestId": {"description": "The request's id, as logged (or the caller's own).",
+                                      "schema": {"type": "string"}}},
+            "schemas": _schemas(),
+            "responses": {name: {"description": description, "content": _json(_ref("Error"))}
+                          for name, description in _ERRORS.values()},
+        },
+    }
