@@ -5,6 +5,8 @@ path is off), subclassed for two things only:
 
 * documents over ``graphql_max_document_bytes`` get an error for that operation, before parsing
   (as a POST gets a 413);
+* a message nested deeper than ``payloads.MAX_JSON_DEPTH`` closes the socket with 4400 on both
+  protocols (the view's ``decode_json`` raises JSONTooDeep out of Strawberry's read loop);
 * a message whose shape would crash the handler (a JSON array for a message, a payload that is
   not an object, an id that cannot be a dictionary key) is refused as graphql-transport-ws
   refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
@@ -22,6 +24,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.api.payloads import JSONTooDeep
 
 
 def _key(value: object) -> bool:
@@ -30,6 +33,12 @@ def _key(value: object) -> bool:
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        except JSONTooDeep as exc:  # raised by the view's decode_json, after Strawberry's clean-up
+            await self.handle_invalid_message(str(exc))
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or (message.get("type") == "complete" and not _key(message.get("id"))):
@@ -64,6 +73,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        except JSONTooDeep as exc:  # not ignored like text that is not JSON: closed as graphql-transport-ws does
+            await self.websocket.close(code=4400, reason=str(exc))
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or not _key(message.get("id")):
