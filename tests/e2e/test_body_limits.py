@@ -42,7 +42,8 @@ async def declared(port: int, path: str, headers: str) -> bytes:
                  f"Content-Length: {300 * MB}\r\n\r\n{{".encode())
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    lines = head.split(b"\r\n")
+    length = int(next(line.split(b":")[1] for line in lines if line.lower().startswith(b"content-length")))
     body = await asyncio.wait_for(reader.readexactly(length), 10)
     writer.close()
     return head.split(b"\r\n")[0] + b" " + body
