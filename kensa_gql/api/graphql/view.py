@@ -44,7 +44,8 @@ from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.api.graphql.ws import serve as ws
 from kensa_gql.api.graphql.ws.connection import SocketConfig
 from kensa_gql.api.payloads import BodyTooLarge, JSONTooDeep, capped, declared_too_large, loads, read_body
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.domain.errors import BadUserInput, Unauthenticated
+from kensa_gql.domain.text import check_text
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
@@ -120,6 +121,8 @@ class KensaGraphQL(GraphQL[Context, None]):
         except JSONTooDeep as exc:  # from decode_json: the body, or GET's variables or extensions
             error = GraphQLError(str(exc), extensions={"code": "BAD_USER_INPUT"})
             await self._error(400, error, scope, receive, send)
+        except BadUserInput as exc:  # from parse_http_body: resolvers' errors never propagate this far
+            await self._error(400, GraphQLError(exc.message, extensions={"code": exc.code}), scope, receive, send)
 
     async def _too_large(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         await self._error(413, DocumentTooLarge(limit).as_graphql_error(), scope, receive, send)
@@ -136,6 +139,10 @@ class KensaGraphQL(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         for item in data if isinstance(data, list) else [data]:
             check_document(item.query, self.max_document_bytes)
+            # Echoed in Strawberry's errors ("Unknown operation named ..."): it must be text we can send.
+            for field, value in (("query", item.query), ("operationName", item.operation_name)):
+                if isinstance(value, str):
+                    check_text(value, field)
         return data
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
