@@ -8,6 +8,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kensa_gql.api.payloads import declared_too_large
+from kensa_gql.api.rest.routes import MAX_BODY_BYTES
+from kensa_gql.domain.errors import PayloadTooLarge
 from kensa_gql.services.callbacks import receive_callback
 from kensa_gql.services.deps import Deps
 
@@ -21,6 +24,9 @@ def _nudge(request: Request) -> Callable[[int], None]:
 async def callback(request: Request) -> Response:
     deps: Deps = request.app.state.deps
     # The body is deliberately not read: it is unsigned, so the runner asks the vendor instead.
+    # One declared too large is still refused, as every endpoint with a body refuses it.
+    if declared_too_large(request.scope, MAX_BODY_BYTES):
+        raise PayloadTooLarge(MAX_BODY_BYTES)
     params = request.path_params
     acted = await receive_callback(params["provider"], params["video_uuid"], params["token"], deps=deps,
                                    verifier=request.app.state.callbacks, nudge=_nudge(request))

@@ -8,6 +8,7 @@
     ├── Conflict                CONFLICT
     ├── IdempotencyKeyReused    IDEMPOTENCY_KEY_REUSED
     ├── RateLimited             RATE_LIMITED
+    ├── PayloadTooLarge         PAYLOAD_TOO_LARGE
     └── ProviderError           PROVIDER_ERROR           (retryable or not; never shown raw to clients)
         ├── ProviderUnavailable     (connection, 5xx, 429, quota, auth: try again or fail over)
         └── ContentRejected         (the vendor refused the content itself: fail, release)
@@ -87,6 +88,16 @@ class RateLimited(KensaError):
     """Too many requests; try again later."""
 
     code = "RATE_LIMITED"
+
+
+class PayloadTooLarge(KensaError):
+    """The request body is larger than the endpoint takes; refused before it is all read."""
+
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request is larger than {limit} bytes")
+        self.limit = limit
 
 
 class ProviderError(KensaError):

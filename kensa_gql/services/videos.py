@@ -16,6 +16,7 @@ from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
 from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound
 from kensa_gql.domain.paging import Page
+from kensa_gql.domain.text import check_strings, check_text
 from kensa_gql.domain.videos import Video
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
@@ -53,6 +54,10 @@ def _uuid_or_none(value: str) -> str | None:
 async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,
                          deps: Deps) -> Generated:
     """Validate and price the request, freeze the credits and queue the task, in one transaction."""
+    # First: every string of the request (hashed whole below) and the key must be storable text.
+    check_strings(raw)
+    if idempotency_key is not None:
+        check_text(idempotency_key, "idempotencyKey")
     req = deps.catalog.validate(raw)
     spec = deps.catalog.get(req.model)
     assert spec is not None

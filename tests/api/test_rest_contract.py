@@ -194,6 +194,18 @@ async def test_a_malformed_or_non_object_body_is_a_400(client: httpx.AsyncClient
     assert r.status_code == 400 and error_of(r)["code"] == "BAD_USER_INPUT"
 
 
+# 200 levels parse but are refused by the depth check; 20,000 make json.loads recurse too deep.
+@pytest.mark.parametrize("depth", [200, 20_000])
+async def test_deeply_nested_json_is_a_400_not_a_recursion_error(client: httpx.AsyncClient, make_user: Any,
+                                                                 depth: int) -> None:
+    user = await make_user()
+    body = '{"prompt": "x", "extra": ' + "[" * depth + "]" * depth + "}"
+    r = await client.post("/api/v1/video/generate", content=body,
+                          headers={**user.headers, "content-type": "application/json", "Idempotency-Key": "k"})
+    assert r.status_code == 400 and error_of(r)["code"] == "BAD_USER_INPUT"
+    assert "nested more than 64 levels" in error_of(r)["message"]
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"model": "sora-9"}, "model"), ({"duration": 7}, "duration"), ({"duration": "10"}, "duration"),
     ({"aspectRatio": "21:9"}, "aspectRatio"), ({"quality": "4k"}, "quality"), ({"prompt": ""}, "prompt"),

@@ -17,4 +17,11 @@ def dumps(data: Any) -> str:
     try:
         return orjson.dumps(data).decode()
     except TypeError:  # something orjson does not know: the standard library's rendering
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate echoed from a request (an operation name, a WebSocket id) has no UTF-8:
+        # written as its JSON escape, the answer can still be sent.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True, default=str)
+    return text

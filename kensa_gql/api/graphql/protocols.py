@@ -5,6 +5,8 @@ path is off), subclassed for two things only:
 
 * documents over ``graphql_max_document_bytes`` get an error for that operation, before parsing
   (as a POST gets a 413);
+* a message nested deeper than ``payloads.MAX_JSON_DEPTH`` closes the socket with 4400 on both
+  protocols (the view's ``decode_json`` raises JSONTooDeep out of Strawberry's read loop);
 * a message whose shape would crash the handler (a JSON array for a message, a payload that is
   not an object, an id that cannot be a dictionary key) is refused as graphql-transport-ws
   refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
@@ -35,6 +37,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from kensa_gql.api.graphql.context import presented_key, sessions
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.api.payloads import JSONTooDeep
 from kensa_gql.domain.errors import Unauthenticated
 
 # What an operation's close may meet when the client went first: nothing to do about it then.
@@ -76,6 +79,8 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
     async def handle(self) -> None:
         try:
             await super().handle()
+        except JSONTooDeep as exc:  # raised by the view's decode_json, after Strawberry's clean-up
+            await self.handle_invalid_message(str(exc))
         finally:
             self._leave()
 
@@ -133,6 +138,8 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
         timeout = asyncio.create_task(self._close_unless_initialised())
         try:
             await super().handle()
+        except JSONTooDeep as exc:  # not ignored like text that is not JSON: closed as graphql-transport-ws does
+            await self.websocket.close(code=4400, reason=str(exc))
         finally:
             timeout.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,8 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter
-from starlette.requests import ClientDisconnect, Request
+from graphql import GraphQLError
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -42,50 +43,14 @@ from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.api.graphql.ws import serve as ws
 from kensa_gql.api.graphql.ws.connection import SocketConfig
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.api.payloads import BodyTooLarge, JSONTooDeep, capped, declared_too_large, loads, read_body
+from kensa_gql.domain.errors import BadUserInput, Unauthenticated
+from kensa_gql.domain.text import check_text
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
 VARIABLES_ALLOWANCE = 64 * 1024
 PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, as Starlette's ``Request.body`` reads it; _BodyTooLarge past ``limit``."""
-    chunks: list[bytes] = []
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > limit:
-                raise _BodyTooLarge()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-
-
-def _capped(receive: Receive, limit: int) -> Receive:
-    """A receive that raises _BodyTooLarge once more than ``limit`` bytes of body have come."""
-    received = 0
-
-    async def capped() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _BodyTooLarge()
-        return message
-
-    return capped
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -137,28 +102,35 @@ class KensaGraphQL(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared_too_large(scope, self.max_body_bytes):
             await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
             return
         try:
             if scope["method"] == "POST" and self.post_answers is not None:
                 # Read here, capped, for the fast path; Strawberry is handed the same bytes.
-                body = await _read_body(receive, self.max_body_bytes)
+                body = await read_body(receive, self.max_body_bytes)
                 if await post.answer(self.post_answers, scope, receive, send, body):
                     return
                 body_receive = _replay(body, receive)
             else:
-                body_receive = _capped(receive, self.max_body_bytes)
+                body_receive = capped(receive, self.max_body_bytes)
             await super().__call__(scope, body_receive, send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
         except DocumentTooLarge as exc:
             await self._too_large(exc, scope, receive, send)
+        except JSONTooDeep as exc:  # from decode_json: the body, or GET's variables or extensions
+            error = GraphQLError(str(exc), extensions={"code": "BAD_USER_INPUT"})
+            await self._error(400, error, scope, receive, send)
+        except BadUserInput as exc:  # from parse_http_body: resolvers' errors never propagate this far
+            await self._error(400, GraphQLError(exc.message, extensions={"code": exc.code}), scope, receive, send)
 
     async def _too_large(self, refused: DocumentTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
-        body = {"errors": [refused.as_graphql_error().formatted]}
-        response = Response(json.dumps(body), status_code=413, media_type="application/json")
+        await self._error(413, refused.as_graphql_error(), scope, receive, send)
+
+    async def _error(self, status: int, error: GraphQLError, scope: Scope, receive: Receive, send: Send) -> None:
+        response = Response(json.dumps({"errors": [error.formatted]}), status_code=status,
+                            media_type="application/json")
         await response(scope, receive, send)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[
@@ -168,6 +140,10 @@ class KensaGraphQL(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         for item in data if isinstance(data, list) else [data]:
             check_document(item.query, self.max_document_bytes, self.max_tokens)
+            # Echoed in Strawberry's errors ("Unknown operation named ..."): it must be text we can send.
+            for field, value in (("query", item.query), ("operationName", item.operation_name)):
+                if isinstance(value, str):
+                    check_text(value, field)
         return data
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
@@ -185,6 +161,10 @@ class KensaGraphQL(GraphQL[Context, None]):
         context.sign_in(principal)
         unset: UnsetType = UNSET
         return unset
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Every JSON Strawberry reads: POST bodies, GET's variables, both WebSocket protocols' messages.
+        return loads(data)
 
     def encode_json(self, data: Any) -> str:
         return dumps(data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
@@ -13,9 +12,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from kensa_gql.api import render
+from kensa_gql.api.payloads import JSONTooDeep, declared_too_large, loads
 from kensa_gql.api.responses import FastJSONResponse
 from kensa_gql.api.rest.openapi import OPENAPI_PATH, openapi_document
-from kensa_gql.domain.errors import BadUserInput
+from kensa_gql.domain.errors import BadUserInput, PayloadTooLarge
 from kensa_gql.domain.paging import Page, page_of
 from kensa_gql.services import accounts, videos
 from kensa_gql.services.accounts import Principal, bearer_token
@@ -68,12 +68,21 @@ def _page(request: Request) -> Page:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadUserInput(f"request body larger than {MAX_BODY_BYTES} bytes")
+    # Refused while it streams: a declared length before reading, a chunked body once past the limit.
+    if declared_too_large(request.scope, MAX_BODY_BYTES):
+        raise PayloadTooLarge(MAX_BODY_BYTES)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_BODY_BYTES:
+            raise PayloadTooLarge(MAX_BODY_BYTES)
+        chunks.append(chunk)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads(b"".join(chunks))
+    except JSONTooDeep as exc:
+        raise BadUserInput(f"request body: {exc}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise BadUserInput("request body must be valid JSON") from None
     if not isinstance(data, dict):
         raise BadUserInput("request body must be a JSON object")

@@ -27,6 +27,7 @@ from strawberry import Schema
 
 from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
 from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
+from kensa_gql.api.payloads import too_deep
 
 _STREAMING = (b"multipart/mixed", b"text/event-stream")
 _JSON = b"application/json"
@@ -73,6 +74,8 @@ async def answer(answers: PostAnswers, scope: Scope, receive: Receive, send: Sen
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
     if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
         return False
+    if too_deep(data):  # a few nodes to walk: the query is one string
+        return False  # Strawberry's decode_json refuses it (view.py), as with the fast path off
     entry = documents.entry(query)
     chosen = None if entry is None else entry.operation(name)
     if entry is None or chosen is None:

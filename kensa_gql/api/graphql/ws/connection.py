@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import types
 from collections.abc import Awaitable, Generator
@@ -35,6 +34,7 @@ from kensa_gql.api.graphql.fastpath.strawberry_internals import pre_execution_cl
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws import subscribers
 from kensa_gql.api.graphql.ws.frames import next_text, payload_of
+from kensa_gql.api.payloads import JSONTooDeep, loads
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.domain.watching import Watchers
 from kensa_gql.services.accounts import Principal
@@ -159,7 +159,10 @@ class Connection:
             await self.close(4400, "WebSocket message type must be text")
             return
         try:
-            data = json.loads(text)
+            data = loads(text)
+        except JSONTooDeep as exc:
+            await self.close(4400, str(exc))
+            return
         except ValueError:
             await self.close(4400, "WebSocket message must be valid JSON")
             return
