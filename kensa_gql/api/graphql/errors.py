@@ -9,6 +9,7 @@ the query. Anything else is a fault of ours: the client sees a generic message a
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -70,6 +71,9 @@ def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
                       error.message, exc_info=cause, extra={"request_id": request_id})
 
 
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 def _every_error(_: GraphQLError) -> bool:
     return True
 
@@ -81,8 +85,9 @@ class ErrorCodes(MaskErrors):
     ``anonymise_error``'s: here every error is picked, and ``anonymise_error`` renders it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
         super().__init__(should_mask_error=_every_error, error_message=INTERNAL_MESSAGE)
+        self.hide_suggestions = hide_suggestions
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return self._render(error)
@@ -99,9 +104,17 @@ class ErrorCodes(MaskErrors):
             return GraphQLError(INTERNAL_MESSAGE, nodes=error.nodes, source=error.source,
                                 positions=error.positions, path=error.path,
                                 extensions={"code": "INTERNAL_SERVER_ERROR"})
+        message = error.message
+        if self.hide_suggestions:
+            # With introspection off the schema is private: graphql-core's "Did you mean" names
+            # fields, arguments, types, input fields and enum values (Strawberry hides fields only).
+            message = _SUGGESTION.sub("", message)
         if error.extensions and "code" in error.extensions:
-            return error
-        code = "BAD_USER_INPUT" if is_argument_error(error) else document_code(error)
-        extensions = {**(error.extensions or {}), "code": code}
-        return GraphQLError(error.message, nodes=error.nodes, source=error.source, positions=error.positions,
+            if message == error.message:
+                return error
+            extensions = error.extensions
+        else:
+            code = "BAD_USER_INPUT" if is_argument_error(error) else document_code(error)
+            extensions = {**(error.extensions or {}), "code": code}
+        return GraphQLError(message, nodes=error.nodes, source=error.source, positions=error.positions,
                             path=error.path, extensions=extensions)

@@ -51,13 +51,14 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         rules.append(NoSchemaIntrospectionCustomRule)
     max_tokens = settings.graphql_max_tokens
     selections, repeats = settings.graphql_max_selections, settings.graphql_max_repeated_fields
+    hide_suggestions = not settings.introspection
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         SafeParserCache,
         # The same rule classes every time, so ValidationCache's key repeats and it hits.
         lambda: AddValidationRules(rules),
         lambda: BudgetedValidation(max_selections=selections, max_repeats=repeats),
-        ErrorCodes,
+        lambda: ErrorCodes(hide_suggestions=hide_suggestions),
     ]
 
 
