@@ -10,7 +10,10 @@ path is off), subclassed for two things only:
 * a message whose shape would crash the handler (a JSON array for a message, a payload that is
   not an object, an id that cannot be a dictionary key) is refused as graphql-transport-ws
   refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
-  graphql-ws, as it ignores what is not JSON: not an "Exception in ASGI application".
+  graphql-ws, as it ignores what is not JSON: not an "Exception in ASGI application";
+* an operation whose payload fields have the wrong types (a query that is not a string,
+  variables that are not an object: ``frames.malformed``) is refused the same way (legacy: an
+  error for that operation), not run into graphql-core as an internal error.
 
 Beyond Strawberry, both:
 
@@ -37,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWS
 
 from kensa_gql.api.graphql.context import presented_key, sessions
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.api.graphql.ws.frames import malformed
 from kensa_gql.api.payloads import JSONTooDeep
 from kensa_gql.domain.errors import Unauthenticated
 
@@ -122,7 +126,7 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
                         return
                 limit = self.max_subscriptions_per_connection
                 within = limit is None or len(self.operations) < limit
-                if within and "payload" in message and not isinstance(payload, dict):
+                if within and "payload" in message and (not isinstance(payload, dict) or malformed(payload)):
                     await self.handle_invalid_message("Failed to parse message")
                     return
         await super().handle_subscribe(message)
@@ -176,7 +180,7 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
             payload = message.get("payload")
             if "id" not in message:
                 return
-            if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            if not isinstance(payload, dict) or malformed(payload):
                 await self.send_message({"type": "error", "id": message["id"],
                                          "payload": {"message": "Failed to parse message"}})
                 return

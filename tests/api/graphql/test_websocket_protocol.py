@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -135,12 +136,33 @@ async def test_a_subscription_id_in_use_closes_with_4409(gateway: Gateway) -> No
     ({"type": "subscribe", "payload": {"query": ME}}, "Failed to parse message"),
     ({"type": "subscribe", "id": "1", "payload": "{ me { email } }"}, "Failed to parse message"),
     ([1, 2], "Failed to parse message"),
+    *[({"type": "subscribe", "id": "1", "payload": payload}, "Failed to parse message") for payload in (
+        {"query": 1}, {"query": ["x"]}, {"variables": {}}, {"query": ME, "variables": [1]},
+        {"query": ME, "variables": "x"}, {"query": ME, "operationName": 7}, {"query": ME, "extensions": 1})],
 ])
-async def test_a_malformed_message_closes_with_4400(gateway: Gateway, message: Any, reason: str) -> None:
+async def test_a_malformed_message_closes_with_4400(gateway: Gateway, message: Any, reason: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     client = await gateway.connect()
     client.say(message)
     assert await client.closed() == (4400, reason)
     await client.disconnect()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest.mark.parametrize("payload", [
+    {"query": ["x"]}, {"query": 1}, {"query": FOLLOW, "variables": [1]}, {"query": FOLLOW, "operationName": 7},
+    {"query": FOLLOW, "extensions": "x"},
+])
+async def test_a_malformed_legacy_start_is_an_error_for_that_operation(
+        gateway: Gateway, payload: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    client = await gateway.connect(LEGACY_WS)
+    client.say({"id": "bad", "type": "start", "payload": payload})
+    assert await client.receive() == {"type": "error", "id": "bad", "payload": {"message": "Failed to parse message"}}
+    # The socket carries on.
+    client.say({"id": "1", "type": "start", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    assert (await client.receive())["type"] == "data"
+    await client.disconnect()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_a_binary_message_or_a_bad_init_payload_closes_with_4400(gateway: Gateway) -> None:

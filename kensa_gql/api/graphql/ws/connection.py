@@ -33,7 +33,7 @@ from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments
 from kensa_gql.api.graphql.fastpath.strawberry_internals import pre_execution_close_reason
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws import subscribers
-from kensa_gql.api.graphql.ws.frames import next_text, payload_of
+from kensa_gql.api.graphql.ws.frames import malformed, next_text, payload_of
 from kensa_gql.api.payloads import JSONTooDeep, loads
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.domain.watching import Watchers
@@ -240,7 +240,7 @@ class Connection:
         if error is not None:  # an error for this operation only: the socket's others carry on
             await self.send_text(dumps({"id": op_id, "type": "error", "payload": [error.formatted]}))
             return
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict) or malformed(payload):
             raise KeyError("payload")  # missing or malformed (protocols.py screens Strawberry's alike)
         query = payload["query"]
         op = Operation(op_id)

@@ -30,3 +30,18 @@ def next_encoded(op_id: str, data: str) -> str:
 
 def complete_text(op_id: str) -> str:
     return dumps({"id": op_id, "type": "complete"})
+
+
+def malformed(payload: dict[str, Any]) -> bool:
+    """Whether a subscribe (or legacy start) payload's fields are not what the protocols say.
+
+    ``query`` a string; ``variables`` and ``extensions`` objects, ``operationName`` a string, each
+    absent or null. Anything else would reach graphql-core and fail there as a fault of ours.
+    """
+    if not isinstance(payload.get("query"), str):
+        return True
+    for field, kind in (("variables", dict), ("extensions", dict), ("operationName", str)):
+        value = payload.get(field)
+        if value is not None and not isinstance(value, kind):
+            return True
+    return False
