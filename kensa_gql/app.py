@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,7 @@ from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
+from kensa_gql.domain.videos import MEDIA_FOLDERS
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
@@ -53,7 +55,13 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
+class MediaFiles(StaticFiles):
+    """A media folder that nothing was stored in yet does not exist: its URLs are 404s, not 500s."""
+
+    async def check_config(self) -> None:
+        if self.directory is not None and not await asyncio.to_thread(os.path.isdir, self.directory):
+            return  # looked up per request, so files stored later are served
+        await super().check_config()
 
 
 async def healthz(_request: Request) -> Response:
@@ -106,7 +114,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         router = Router(settings.routes, providers)
         runner: Runner | None = None
         deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
-                    watchers=events.watchers)
+                    storage=storage, watchers=events.watchers)
         if run_worker:
             runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
             deps = dataclasses.replace(deps, wake_runner=runner.wake)
@@ -145,7 +153,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         Route("/readyz", readyz),
         Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
-        *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
+        *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]

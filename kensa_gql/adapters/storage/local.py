@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import StoredFile
 from kensa_gql.settings import SettingsError
 
@@ -29,10 +30,27 @@ class LocalStorage:
             raise SettingsError(f"KENSA_STORAGE_URL: cannot write to {self.root} "
                                 f"({type(exc).__name__})") from None
 
-    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+    async def delete(self, key: str) -> None:
+        """Remove the file at ``key`` (and any half-placed copy); a missing one is fine."""
+        target = self._path(key)
+        try:
+            await asyncio.to_thread(self._remove, target)
+        except OSError as exc:
+            raise ProviderUnavailable(f"deleting {key} failed: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _remove(target: Path) -> None:
+        target.unlink(missing_ok=True)
+        target.with_name(target.name + ".part").unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
         target = (self.root / key).resolve()
         if self.root not in target.parents:
             raise ValueError(f"storage key escapes the media directory: {key!r}")
+        return target
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        target = self._path(key)
         size = await asyncio.to_thread(self._place, source, target)
         return StoredFile(url=f"{self.base_url}/{key}", size=size)
 
