@@ -37,7 +37,7 @@ from kensa_gql.adapters.providers.registry import (
 )
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
-from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
@@ -89,6 +89,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
+    # Every process writes here (the runner its work files, the API deletes): stop now if it cannot.
+    writable_directory(media_dir, "KENSA_MEDIA_DIR")
     # Built here, not in the lifespan, so a bad KENSA_STORAGE_URL stops `serve` with a clean message.
     storage = storage_from_url(settings.storage_url, media_dir=media_dir, public_url=settings.public_url,
                                s3_public_url=settings.s3_public_url,
@@ -100,7 +102,6 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate if migrate is not None else settings.is_sqlite:
             await asyncio.to_thread(upgrade, settings.database_url)
-        media_dir.mkdir(parents=True, exist_ok=True)
         if run_worker:  # only the runner writes to storage; an API-only process needs no bucket access
             await storage.check()
         engine = create_engine(settings.database_url)
@@ -140,7 +141,6 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             pool.shutdown()
             await db.dispose()
 
-    media_dir.mkdir(parents=True, exist_ok=True)
     gql = graphql_app(settings)
     # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
     graphql_route = Route("/graphql", gql)

@@ -5,11 +5,28 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import StoredFile
 from kensa_gql.settings import SettingsError
+
+
+def writable_directory(path: Path, variable: str) -> None:
+    """Create ``path`` if missing and prove it takes a file; SettingsError naming ``variable`` if not.
+
+    A real write, not os.access: that answers yes to root on a read-only mount's directories.
+    """
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{variable}: {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"{variable}: {path} is not a writable directory ({reason})") from None
 
 
 class LocalStorage:
