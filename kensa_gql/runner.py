@@ -298,15 +298,16 @@ class Runner:
         else:
             return await self._transition(video, VideoStatus.FAILED, error_message="could not store the result")
         done = now_ms()
-        video = await self._transition(
+        # A delete that committed while the files went up found nothing to remove: remove them now.
+        # (This read follows the upload, and a delete after it removes them itself, so one of the
+        # two always does; done before COMPLETED, while the lease is still renewed.)
+        if await self._deleted(video):
+            await unpublish_media(video.uuid, storage=self._storage)
+            return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=done)
+        return await self._transition(
             video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
             file_size=stored_video.size, completed_at_ms=done,
             generation_time=max(0, (done - video.created_at_ms) // 1000))
-        # A delete that committed while the files went up found nothing to remove: remove them now.
-        # (A delete after this read removes them itself, so one of the two always does.)
-        if await self._deleted(video):
-            await unpublish_media(video.uuid, storage=self._storage)
-        return video
 
     async def _deleted(self, video: Video) -> bool:
         fresh = await self._load(video.id)

@@ -200,7 +200,7 @@ async def test_media_stored_after_a_concurrent_delete_is_removed_again(db: Datab
                         video = await VideosStore(uow).get_by_uuid(uuid)
                     left = sorted(p.name for p in media.rglob("*") if p.is_file())
                     assert video is not None and time.monotonic() < deadline, left
-                    # (the runner removes the files just after it commits COMPLETED)
+                    # (the runner removes the files before it commits COMPLETED; the loop only waits)
                     if video.status.is_terminal and not left:
                         break
                     await asyncio.sleep(0.05)
