@@ -55,6 +55,7 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 class MediaFiles(StaticFiles):
     """A media folder that nothing was stored in yet does not exist: its URLs are 404s, not 500s."""
 
