@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,7 +37,7 @@ from kensa_gql.adapters.providers.registry import (
 )
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
-from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
@@ -45,6 +46,7 @@ from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError
+from kensa_gql.domain.videos import MEDIA_FOLDERS
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
@@ -54,7 +56,14 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
+
+class MediaFiles(StaticFiles):
+    """A media folder that nothing was stored in yet does not exist: its URLs are 404s, not 500s."""
+
+    async def check_config(self) -> None:
+        if self.directory is not None and not await asyncio.to_thread(os.path.isdir, self.directory):
+            return  # looked up per request, so files stored later are served
+        await super().check_config()
 
 
 async def healthz(_request: Request) -> Response:
@@ -82,6 +91,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
     work_dir = media_dir / ".work"
+    # Every process writes here (the runner its work files, the API deletes): stop now if it cannot.
+    writable_directory(media_dir, "KENSA_MEDIA_DIR")
     # Built here, not in the lifespan, so a bad KENSA_STORAGE_URL stops `serve` with a clean message.
     storage = storage_from_url(settings.storage_url, media_dir=media_dir, public_url=settings.public_url,
                                s3_public_url=settings.s3_public_url,
@@ -93,7 +104,6 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate if migrate is not None else settings.is_sqlite:
             await asyncio.to_thread(upgrade, settings.database_url)
-        media_dir.mkdir(parents=True, exist_ok=True)
         if run_worker:  # only the runner writes to storage; an API-only process needs no bucket access
             await storage.check()
         engine = create_engine(settings.database_url)
@@ -107,7 +117,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         router = Router(settings.routes, providers)
         runner: Runner | None = None
         deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
-                    watchers=events.watchers)
+                    storage=storage, watchers=events.watchers)
         if run_worker:
             runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
             deps = dataclasses.replace(deps, wake_runner=runner.wake)
@@ -139,7 +149,6 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             pool.shutdown()
             await db.dispose()
 
-    media_dir.mkdir(parents=True, exist_ok=True)
     gql = graphql_app(settings)
     # Route + WebSocketRoute, not Mount: a Mount redirects POST /graphql and drops WebSockets.
     graphql_route = Route("/graphql", gql)
@@ -152,7 +161,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         Route("/readyz", readyz),
         Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
-        *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
+        *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]

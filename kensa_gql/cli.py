@@ -12,7 +12,7 @@ from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
 from kensa_gql.domain.errors import Conflict, KensaError
-from kensa_gql.domain.ledger import PackageType
+from kensa_gql.domain.ledger import MAX_CREDITS, PackageType
 from kensa_gql.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -36,6 +36,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _credits(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CREDITS:  # GraphQL Int is 32-bit: no balance may grow past what it can render
+        raise argparse.ArgumentTypeError(f"at most {MAX_CREDITS} credits: {text}")
     return value
 
 
@@ -68,10 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     users_sub = users.add_subparsers(dest="users_command", required=True)
     create = users_sub.add_parser("create", help="create a user; prints the API key last")
     create.add_argument("email")
-    create.add_argument("--credits", type=_positive_int, default=0)
+    create.add_argument("--credits", type=_credits, default=0)
     ensure = users_sub.add_parser("ensure-demo", help="create the demo user (or a new key for it); prints the key")
     ensure.add_argument("--email", default="demo@kensa.local")
-    ensure.add_argument("--credits", type=_positive_int, default=100)
+    ensure.add_argument("--credits", type=_credits, default=100)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -84,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     credits_sub = credits.add_subparsers(dest="credits_command", required=True)
     grant = credits_sub.add_parser("grant", help="grant a package of credits")
     grant.add_argument("email")
-    grant.add_argument("amount", type=_positive_int)
+    grant.add_argument("amount", type=_credits)
     grant.add_argument("--expires-in-days", type=_positive_float, default=None)
     grant.add_argument("--type", choices=[t.value for t in PackageType], default=PackageType.GIFT.value)
 

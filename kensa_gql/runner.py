@@ -29,9 +29,18 @@ from kensa_gql.adapters.thumbnails import ThumbnailError, make_thumbnail
 from kensa_gql.clock import now_ms
 from kensa_gql.domain.errors import ContentRejected, InvalidTransition, ProviderError, ProviderUnavailable
 from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
-from kensa_gql.domain.videos import LedgerEffect, Video, VideoStatus, can_transition, ledger_effect, next_progress
+from kensa_gql.domain.videos import (
+    LedgerEffect,
+    Video,
+    VideoStatus,
+    can_transition,
+    ledger_effect,
+    media_keys,
+    next_progress,
+)
 from kensa_gql.services import ledger
 from kensa_gql.services.deps import Deps
+from kensa_gql.services.videos import unpublish_media
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +279,12 @@ class Runner:
     async def _finish(self, video: Video, result: ResultFile) -> Video:
         if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
             video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+        if await self._deleted(video):
+            # Deleted while it was made: it still completes and settles, but nothing is published.
+            for local in (result.path, result.thumbnail_path):
+                if local is not None:
+                    local.unlink(missing_ok=True)
+            return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=now_ms())
         for attempt in range(STORE_ATTEMPTS):
             try:
                 stored_video, stored_thumb = await self._store(video, result)
@@ -283,10 +298,20 @@ class Runner:
         else:
             return await self._transition(video, VideoStatus.FAILED, error_message="could not store the result")
         done = now_ms()
+        # A delete that committed while the files went up found nothing to remove: remove them now.
+        # (This read follows the upload, and a delete after it removes them itself, so one of the
+        # two always does; done before COMPLETED, while the lease is still renewed.)
+        if await self._deleted(video):
+            await unpublish_media(video.uuid, storage=self._storage)
+            return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=done)
         return await self._transition(
             video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
             file_size=stored_video.size, completed_at_ms=done,
             generation_time=max(0, (done - video.created_at_ms) // 1000))
+
+    async def _deleted(self, video: Video) -> bool:
+        fresh = await self._load(video.id)
+        return fresh is None or fresh.deleted
 
     async def _store(self, video: Video, result: ResultFile) -> tuple[StoredFile, StoredFile]:
         source = result.path
@@ -304,8 +329,9 @@ class Runner:
                 except ThumbnailError as exc:
                     source.unlink(missing_ok=True)
                     raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-            stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
-            stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
+            video_key, thumbnail_key = media_keys(video.uuid)
+            stored_thumb = await self._storage.put(thumbnail_key, thumb, "image/jpeg")
+            stored_video = await self._storage.put(video_key, source, "video/mp4")
         except BaseException:
             if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
                 source.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,73 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A process as /proc shows it; its start time tells it apart from a later one given the same pid."""
+
+    pid: int
+    started: int
+
+    @staticmethod
+    def _stat(pid: int) -> tuple[str, int, int] | None:
+        """(state, parent pid, start time) of ``pid`` from /proc, or None when there is no such process."""
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        fields = text[text.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+        return fields[0], int(fields[1]), int(fields[19])
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessId | None:
+        stat = cls._stat(pid)
+        return None if stat is None else cls(pid, stat[2])
+
+    def alive(self) -> bool:
+        stat = self._stat(self.pid)
+        # A zombie has ended: it only waits for a parent (init, in a container perhaps not) to reap it.
+        return stat is not None and stat[2] == self.started and stat[0] not in ("Z", "X")
+
+    def command(self) -> str:
+        try:
+            return Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            return ""
+
+
+def descendants(pid: int) -> list[ProcessId]:
+    """Every live process under ``pid`` (children, their children, ...), from one scan of /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := ProcessId._stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[1]
+    found: list[ProcessId] = []
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found.extend(p for child in frontier if (p := ProcessId.of(child)) is not None and p.alive())
+    return found
+
+
+def wait_gone(processes: list[ProcessId], timeout: float) -> list[ProcessId]:
+    """Wait up to ``timeout`` seconds for ``processes`` to end; return the ones still running."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in processes if p.alive()]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def kill_and_check_orphans(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """SIGKILL ``process`` and fail if any process it started outlives it by ``timeout`` seconds."""
+    before = descendants(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    left = wait_gone(before, timeout)
+    for orphan in left:  # clean up before failing, so one failure does not leak into later tests
+        os.kill(orphan.pid, signal.SIGKILL)
+    assert not left, f"still running {timeout} s after their parent was killed: {[p.command() for p in left]}"
 
 
 class GatewayProcess:
@@ -83,10 +151,9 @@ class GatewayProcess:
             raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as when a machine dies."""
+        """SIGKILL: no clean-up at all, as when a machine dies; what it started must end by itself."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+            kill_and_check_orphans(self.process)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

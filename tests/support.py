@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+
+from kensa_gql.domain.ports import StoredFile
 
 
 class HasHeaders(Protocol):
@@ -25,3 +28,23 @@ async def wait_for_status(client: httpx.AsyncClient, user: HasHeaders, uuid: str
         if time.monotonic() > deadline:
             raise AssertionError(f"video {uuid} stuck in {data['status']}")
         await asyncio.sleep(0.1)
+
+
+class MemoryStorage:
+    """The Storage port in memory: what was stored, and what was deleted since."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.deleted: list[str] = []
+
+    async def check(self) -> None:
+        return None
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        self.files[key] = source.read_bytes()
+        source.unlink()
+        return StoredFile(url=f"memory://{key}", size=len(self.files[key]))
+
+    async def delete(self, key: str) -> None:
+        self.files.pop(key, None)
+        self.deleted.append(key)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,7 +24,8 @@ class CpuPool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: forking a process that runs an event loop and threads is unsafe.
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=end_with_parent)
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -33,3 +38,29 @@ class CpuPool:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def end_with_parent() -> None:
+    """Run in each pool worker: end it as soon as the process that started it is gone.
+
+    A worker waits on its call queue, and holds both ends of that pipe itself, so a parent killed
+    with SIGKILL never wakes it: without this it would run forever under init, and so would the
+    resource tracker it keeps open. The parent's end of the spawn pipe closes when the parent dies
+    however it dies; the parent pid changing (re-parented) is the fallback.
+    """
+    parent = multiprocessing.parent_process()
+    sentinel = parent.sentinel if parent is not None else None
+    ppid = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(sentinel, ppid), name="end-with-parent",
+                     daemon=True).start()
+
+
+def _exit_when_orphaned(sentinel: int | None, ppid: int) -> None:
+    while os.getppid() == ppid:
+        if sentinel is not None:
+            if wait([sentinel], timeout=1.0):
+                break
+        else:
+            time.sleep(0.5)
+    # Nothing of this process is worth finishing for a parent that cannot receive it.
+    os._exit(1)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kensa_gql.domain.errors import BadUserInput
+from kensa_gql.domain.ledger import MAX_CREDITS
 from kensa_gql.domain.urls import check_image_url
 
 TEXT_TO_VIDEO = "text-to-video"
@@ -115,12 +116,16 @@ def _spec(model_id: str, raw: Mapping[str, Any]) -> ModelSpec:
     missing = [r for r in resolutions if r not in prices]
     if missing:
         raise ValueError(f"catalogue: {model_id} has no price for {missing}")
-    return ModelSpec(
+    spec = ModelSpec(
         id=model_id, name=raw["name"], vendor=raw["provider"], modes=tuple(raw["modes"]),
         durations=tuple(int(d) for d in raw["durations"]), resolutions=resolutions,
         aspect_ratios=tuple(raw["aspect_ratios"]), max_prompt_length=int(raw["max_prompt_length"]),
         enabled=bool(raw["enabled"]), price_per_second=prices,
     )
+    # A price is frozen from, and rendered like, a balance: it has the same bound.
+    if any(spec.price(d, r) > MAX_CREDITS for d in spec.durations for r in spec.resolutions):
+        raise ValueError(f"catalogue: {model_id} has a price above {MAX_CREDITS} credits")
+    return spec
 
 
 def _required_str(raw: Mapping[str, Any], name: str) -> str:

@@ -100,9 +100,20 @@ def balance_of(packages: Iterable[Package], now_ms: int) -> Balance:
     return Balance(available=available, frozen=frozen, used=used, expired=expired, total=total)
 
 
-def validate_grant(amount: int) -> None:
+# The most credits any amount or balance may be: both APIs render them as GraphQL Int (32-bit
+# signed). Every balance figure is at most the user's total (every credit ever granted), and every
+# entry's amount at most a balance figure, so bounding the total at each grant bounds them all.
+MAX_CREDITS = 2**31 - 1
+
+
+def validate_grant(amount: int, *, total: int = 0) -> None:
+    """Refuse a grant that is not a positive integer or would take the user's total past MAX_CREDITS."""
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise BadUserInput("credits must be a positive integer", field="credits")
+    if amount > MAX_CREDITS - total:
+        room = max(0, MAX_CREDITS - total)
+        raise BadUserInput(f"credits: at most {MAX_CREDITS} credits may ever be granted to one user; "
+                           f"this user can receive at most {room} more", field="credits")
 
 
 def expiry_order(p: Package) -> tuple[int, int, int]:

@@ -95,6 +95,10 @@ class Storage(Protocol):
         """Store the file at ``key`` (the source is consumed) and return its public URL and size."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Make ``key`` unreachable at its URL; nothing there is no error. Raises ProviderUnavailable."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Tells subscribers a video changed; called only after the change is committed."""

@@ -79,3 +79,12 @@ class Video:
     completed_at_ms: int | None
     error_message: str | None
     deleted: bool = False
+
+
+# Where a video's media lives in storage: the first segment of each key is a public folder.
+MEDIA_FOLDERS = ("videos", "thumbnails")
+
+
+def media_keys(uuid: str) -> tuple[str, str]:
+    """The storage keys of a video's MP4 and of its thumbnail."""
+    return f"videos/{uuid}.mp4", f"thumbnails/{uuid}.jpg"

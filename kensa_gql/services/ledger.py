@@ -36,6 +36,8 @@ async def grant(uow: UnitOfWork, *, user_id: int, amount: int, kind: PackageType
         raise BadUserInput("expiry must be in the future", field="expiresAt")
     store = LedgerStore(uow)
     available = await _lock_and_sweep(store, user_id, now_ms)
+    # Under the account lock, so two grants cannot both fit in the same room.
+    ledger.validate_grant(amount, total=(await store.balance(user_id, now_ms)).total)
     package_id = await store.add_package(user_id, kind, amount, expires_at_ms, now_ms)
     await store.add_entry(user_id=user_id, kind=ledger.GRANT_ENTRY[kind], credits=amount,
                           balance_after=available + amount, now_ms=now_ms, package_id=package_id)

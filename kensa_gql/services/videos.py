@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import uuid as uuidlib
 from collections.abc import Mapping
@@ -14,13 +15,16 @@ from urllib.parse import urlsplit
 
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
-from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound
+from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, ProviderUnavailable
 from kensa_gql.domain.paging import Page
+from kensa_gql.domain.ports import Storage
 from kensa_gql.domain.text import check_strings, check_text
-from kensa_gql.domain.videos import Video
+from kensa_gql.domain.videos import Video, media_keys
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000
 # A first request still "processing" after this long died half-way; its key may be reused.
@@ -151,7 +155,11 @@ async def list_videos(principal: Principal, page: Page, *, deps: Deps) -> tuple[
 
 
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
-    """Soft-delete: the video disappears for its owner but, if in flight, still finishes and settles."""
+    """Soft-delete: the video and its media disappear; if in flight it still finishes and settles.
+
+    The row stays (marked deleted) for the ledger and the history; its files are removed from
+    storage here, and a runner that finishes it later removes what it stored (runner._finish).
+    """
     canonical = _uuid_or_none(uuid)
     if canonical is None:
         raise NotFound()
@@ -161,6 +169,20 @@ async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
         if video is None or not await store.soft_delete(video.id, now_ms()):
             raise NotFound()
         await uow.commit()
+    await unpublish_media(canonical, storage=deps.storage)
     # Watchers of the video learn at once that it is gone for them.
     await deps.publisher.video_changed(dataclasses.replace(video, deleted=True))
     return canonical
+
+
+async def unpublish_media(uuid: str, *, storage: Storage) -> bool:
+    """Remove a deleted video's MP4 and thumbnail from storage; False (logged) if the store failed."""
+    removed = True
+    for key in media_keys(uuid):
+        try:
+            await storage.delete(key)
+        except ProviderUnavailable as exc:
+            # The delete itself stands (the row is committed); the operator learns the file is left.
+            log.warning("video %s is deleted but its file %s could not be removed: %s", uuid, key, exc.message)
+            removed = False
+    return removed

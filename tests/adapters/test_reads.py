@@ -135,6 +135,7 @@ async def test_api_keys_read_alike_revoked_or_not(db: Database, reads: Reads) ->
 async def test_every_uuid_spelling_reads_the_same_video(world: World, form: object) -> None:
     # get_video skips parsing the canonical form; the other spellings must still be understood
     video = world.mine[0]
-    deps = Deps(db=world.db, catalog=None, router=None, publisher=None, check_host=None)  # type: ignore[arg-type]
+    deps = Deps(db=world.db, catalog=None, router=None, publisher=None, check_host=None,
+                storage=None)  # type: ignore[arg-type]
     principal = accounts.Principal(world.me, "me@example.test")
     assert await get_video(form(video.uuid), principal, deps=deps) == video  # type: ignore[operator]

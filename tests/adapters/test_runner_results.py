@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from kensa_gql.adapters.db.database import Database
+from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.adapters.providers.render import render_video
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.domain.catalog import Catalog, ModelSpec
@@ -85,7 +86,7 @@ def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 async def run_one(db: Database, tmp_path: Path, origin: Origin, storage: LocalStorage,
                   credits: int = 10) -> tuple[Video, Principal, Path]:
-    deps = Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check,
+    deps = Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check, storage=storage,
                 router=Router({"sora-2": ["vendor"]}, {"vendor": UrlVendor(f"{origin.url}/result.mp4")}))
     principal, _ = await accounts.create_user("owner@example.test", credits=credits, db=db)
     created = await videos.generate_video(REQUEST, principal, deps=deps)
@@ -159,3 +160,50 @@ async def test_an_expired_result_link_fails_the_video_and_releases_the_credits(d
     balance = await accounts.get_balance(principal, db=db)
     assert (balance.available, balance.frozen, balance.used) == (10, 0, 0)
     assert list(work_dir.glob("*.download")) == []
+
+
+class DeletedDuringUpload(LocalStorage):
+    """The local store; just as the files go up, the owner deletes the video (a DELETE elsewhere)."""
+
+    owner_deletes: Callable[[], Awaitable[None]] | None = None
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        if self.owner_deletes is not None:
+            delete, self.owner_deletes = self.owner_deletes, None
+            await delete()  # commits, and removes the media it finds: none yet
+        return await super().put(key, source, content_type)
+
+
+async def test_media_stored_after_a_concurrent_delete_is_removed_again(db: Database, tmp_path: Path,
+                                                                       mp4: bytes) -> None:
+    media = tmp_path / "media"
+    storage = DeletedDuringUpload(media, base_url="http://gw.test/media")
+    async with serving({"/result.mp4": Reply(200, [("Content-Type", "video/mp4")], mp4)}) as origin:
+        deps = Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check, storage=storage,
+                    router=Router({"sora-2": ["vendor"]}, {"vendor": UrlVendor(f"{origin.url}/result.mp4")}))
+        principal, _ = await accounts.create_user("owner@example.test", credits=10, db=db)
+        uuid = (await videos.generate_video(REQUEST, principal, deps=deps)).video.uuid
+
+        async def delete() -> None:
+            await videos.delete_video(uuid, principal, deps=deps)
+
+        storage.owner_deletes = delete
+        config = RunnerConfig(lease_seconds=5, claim_interval=0.05, claim_batch=4, max_running=4,
+                              task_timeout_seconds=60, max_video_bytes=1 << 24, work_dir=tmp_path / "work")
+        async with httpx.AsyncClient(timeout=10) as http:
+            runner = Runner(deps, storage=storage, pool=InlinePool(), http=http,  # type: ignore[arg-type]
+                            config=config)
+            async with running(runner):
+                deadline = time.monotonic() + 30
+                while True:
+                    async with db.reading() as uow:
+                        video = await VideosStore(uow).get_by_uuid(uuid)
+                    left = sorted(p.name for p in media.rglob("*") if p.is_file())
+                    assert video is not None and time.monotonic() < deadline, left
+                    # (the runner removes the files before it commits COMPLETED; the loop only waits)
+                    if video.status.is_terminal and not left:
+                        break
+                    await asyncio.sleep(0.05)
+    # then the video completed (deleted), and what the runner stored after the delete is gone again
+    assert video.deleted and video.status.value == "COMPLETED"
+    assert storage.owner_deletes is None  # the delete did happen during the upload

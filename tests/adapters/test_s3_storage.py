@@ -147,6 +147,26 @@ async def test_an_upload_is_served_back_over_a_presigned_url(aws_env: dict[str, 
     assert int(response.headers["content-length"]) == stored.size
 
 
+async def test_a_deleted_object_is_gone_from_its_presigned_url(aws_env: dict[str, str], bucket: str,
+                                                               tmp_path: Path) -> None:
+    storage = s3_storage(f"s3://{bucket}/gateway/media", aws_env, tmp_path)
+    stored = await storage.put("videos/abc.mp4", a_file(tmp_path, 1000), "video/mp4")
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(stored.url)).status_code == 200
+        # when the video's media is deleted (twice: the second finds nothing, which is fine)
+        await storage.delete("videos/abc.mp4")
+        await storage.delete("videos/abc.mp4")
+        # then the URL already handed out no longer serves it
+        assert (await http.get(stored.url)).status_code == 404
+    assert object_keys(aws_env, bucket) == []
+
+
+async def test_a_failed_delete_is_a_provider_error(aws_env: dict[str, str], tmp_path: Path) -> None:
+    storage = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
+    with pytest.raises(ProviderUnavailable, match=r"deleting videos/abc\.mp4 from S3 failed"):
+        await storage.delete("videos/abc.mp4")
+
+
 async def test_without_a_prefix_keys_sit_at_the_bucket_root(aws_env: dict[str, str], bucket: str,
                                                            tmp_path: Path) -> None:
     storage = s3_storage(f"s3://{bucket}", aws_env, tmp_path)

@@ -56,6 +56,9 @@ def test_keys_create_and_revoke_by_prefix(tmp_path: Path) -> None:
     ("credits", "grant", "dup@example.test", "5", "--expires-in-days", "-1"),
     ("credits", "grant", "dup@example.test", "5", "--type", "bonus"),
     ("users", "create", "x@example.test", "--credits", "-3"),
+    ("credits", "grant", "dup@example.test", "3000000000"),        # past GraphQL Int (32-bit)
+    ("credits", "grant", "dup@example.test", "2147483648"),
+    ("users", "create", "x@example.test", "--credits", "2147483648"),
 ])
 def test_errors_exit_non_zero_with_one_clear_line(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert kensa(tmp_path, "users", "create", "dup@example.test").returncode == 0
@@ -74,6 +77,31 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> Non
     assert result.returncode == 2 and "KENSA_ROUTES" in result.stderr
     result = kensa(tmp_path, "serve", "--port", "1", KENSA_ROUTES='{"sora-2": ["nowhere"]}')
     assert result.returncode == 2 and "KENSA_ROUTES" in result.stderr and "nowhere" in result.stderr
+
+
+def test_grants_stop_where_graphql_int_would_overflow(tmp_path: Path) -> None:
+    # given a user holding 2,000,000,000 credits, some of them already spent
+    assert kensa(tmp_path, "users", "create", "big@example.test", "--credits", "2000000000").returncode == 0
+    # when a grant would take their total past 2**31 - 1
+    refused = kensa(tmp_path, "credits", "grant", "big@example.test", "147483648")
+    # then it is refused in one line that gives the room left, and nothing is written
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        "kensa-gql: credits: at most 2147483647 credits may ever be granted to one user; "
+        "this user can receive at most 147483647 more"]
+    exact = kensa(tmp_path, "credits", "grant", "big@example.test", "147483647")
+    assert exact.returncode == 0 and "total 2147483647" in exact.stdout, exact.stderr
+    assert kensa(tmp_path, "credits", "grant", "big@example.test", "1").returncode == 1
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "1"), ("worker",)])
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "/proc/kensa-media"])
+def test_a_media_dir_that_cannot_be_written_stops_start_up(tmp_path: Path, command: tuple[str, ...],
+                                                           where: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = kensa(tmp_path, *command, KENSA_MEDIA_DIR=str(tmp_path / where))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kensa-gql: KENSA_MEDIA_DIR: "), lines
 
 
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:

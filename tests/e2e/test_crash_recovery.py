@@ -18,6 +18,7 @@ from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import credit_entries
 from kensa_gql.services import accounts
 from tests.conftest import free_port
+from tests.processes import kill_and_check_orphans
 
 GENERATE = {"prompt": "crash drill", "model": "seedance-1-5", "duration": 4, "aspectRatio": "16:9"}
 
@@ -70,8 +71,8 @@ async def test_sigkill_mid_generation_loses_nothing(tmp_path: Path, settings: An
                 await asyncio.sleep(0.1)
         assert "GENERATING" in statuses
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        # (its render process and resource tracker end with it: nothing is left running)
+        kill_and_check_orphans(first)
 
     # then a restarted gateway finishes every one of them
     second = start_gateway(tmp_path, port, "second.log", settings.database_url)

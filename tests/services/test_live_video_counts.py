@@ -29,6 +29,7 @@ from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.videos import delete_video, generate_video, list_videos
+from tests.support import MemoryStorage
 
 REQUEST = {"prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
 
@@ -62,7 +63,7 @@ def price() -> int:
 
 
 def make_deps(db: Database) -> Deps:
-    return Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check,
+    return Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check, storage=MemoryStorage(),
                 router=Router({"sora-2": ["any"]}, {"any": AnyVideo()}))  # type: ignore[dict-item]
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,15 @@ def test_prices_round_up_to_whole_credits() -> None:
     assert spec is not None
     assert spec.price(5, "480p") == 8  # 1.42 * 5 = 7.1 -> 8
     assert all(spec.price(d, r) >= 1 for d in spec.durations for r in spec.resolutions)
+
+
+def test_a_price_past_what_a_balance_can_hold_is_a_catalogue_error() -> None:
+    # 2**31 - 1 credits is the most any balance holds (GraphQL Int), so no video may cost more
+    text = (Path(__file__).resolve().parents[2] / "kensa_gql" / "catalog.toml").read_text()
+    huge = text.replace('price_per_second = { "720p" = "0.2"', 'price_per_second = { "720p" = "200000000"', 1)
+    assert huge != text
+    with pytest.raises(ValueError, match="sora-2 has a price above 2147483647 credits"):
+        Catalog.from_toml(huge)
 
 
 def test_quality_defaults_to_the_models_first_resolution() -> None:

@@ -5,10 +5,28 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
+from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import StoredFile
 from kensa_gql.settings import SettingsError
+
+
+def writable_directory(path: Path, variable: str) -> None:
+    """Create ``path`` if missing and prove it takes a file; SettingsError naming ``variable`` if not.
+
+    A real write, not os.access: that answers yes to root on a read-only mount's directories.
+    """
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{variable}: {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"{variable}: {path} is not a writable directory ({reason})") from None
 
 
 class LocalStorage:
@@ -29,10 +47,27 @@ class LocalStorage:
             raise SettingsError(f"KENSA_STORAGE_URL: cannot write to {self.root} "
                                 f"({type(exc).__name__})") from None
 
-    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+    async def delete(self, key: str) -> None:
+        """Remove the file at ``key`` (and any half-placed copy); a missing one is fine."""
+        target = self._path(key)
+        try:
+            await asyncio.to_thread(self._remove, target)
+        except OSError as exc:
+            raise ProviderUnavailable(f"deleting {key} failed: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _remove(target: Path) -> None:
+        target.unlink(missing_ok=True)
+        target.with_name(target.name + ".part").unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
         target = (self.root / key).resolve()
         if self.root not in target.parents:
             raise ValueError(f"storage key escapes the media directory: {key!r}")
+        return target
+
+    async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
+        target = self._path(key)
         size = await asyncio.to_thread(self._place, source, target)
         return StoredFile(url=f"{self.base_url}/{key}", size=size)
 

@@ -150,6 +150,18 @@ class S3Storage:
             raise ProviderUnavailable(f"storing {key} in S3 failed: {type(exc).__name__}") from exc
         return StoredFile(url=self.url_for(object_key), size=size)
 
+    async def delete(self, key: str) -> None:
+        """Delete the object: its plain URL then answers 403/404, and so does every presigned one.
+
+        Deleted, not made private: a presigned URL already handed out keeps working on any object
+        that still exists, whatever its ACL, for up to its expiry (7 days by default).
+        """
+        object_key = self.object_key(key)
+        try:
+            await asyncio.to_thread(self._client.delete_object, Bucket=self.location.bucket, Key=object_key)
+        except (Boto3Error, BotoCoreError, ClientError) as exc:
+            raise ProviderUnavailable(f"deleting {key} from S3 failed: {type(exc).__name__}") from exc
+
     def _upload(self, source: Path, object_key: str, content_type: str) -> int:
         size = source.stat().st_size
         self._client.upload_file(str(source), self.location.bucket, object_key,
