@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,7 +43,7 @@ from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
-from kensa_gql.domain.errors import KensaError
+from kensa_gql.domain.errors import KensaError, Unavailable
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
@@ -54,6 +53,7 @@ from kensa_gql.settings import Settings
 log = logging.getLogger(__name__)
 
 MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
+READY_LOCK_WAIT_SECONDS = 1.0  # how long /readyz waits for the database's write lock
 
 
 async def healthz(_request: Request) -> Response:
@@ -63,8 +63,11 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     deps: Deps = request.app.state.deps
     try:
-        async with deps.db.reading() as uow:
-            await uow.conn.execute(text("SELECT 1"))
+        # Ready means able to take a generate request: the database must take writes, not only reads.
+        await deps.db.check_writable(lock_wait=min(deps.db.lock_timeout, READY_LOCK_WAIT_SECONDS))
+    except Unavailable as exc:
+        log.warning("readiness check: %s", exc.message)
+        return JSONResponse({"status": "unavailable", "database": exc.message}, status_code=503)
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
@@ -95,8 +98,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         media_dir.mkdir(parents=True, exist_ok=True)
         if run_worker:  # only the runner writes to storage; an API-only process needs no bucket access
             await storage.check()
-        engine = create_engine(settings.database_url)
-        db = Database(engine)
+        engine = create_engine(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
+        db = Database(engine, lock_timeout=settings.db_lock_timeout_seconds)
         events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),

@@ -29,13 +29,14 @@ from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from kensa_gql.api.graphql import protocols
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.encoding import dumps
+from kensa_gql.api.graphql.errors import retry_after
 from kensa_gql.api.graphql.fastpath import post
 from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments, RememberPrepared, inert
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
@@ -184,6 +185,18 @@ class KensaGraphQL(GraphQL[Context, None]):
         context.sign_in(principal)
         unset: UnsetType = UNSET
         return unset
+
+    def create_response(self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+                        sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        # A backing service that cannot serve now (the database locked or down) is a 503 with
+        # Retry-After, as on REST, so proxies and clients back off instead of seeing a 200.
+        results = response_data if isinstance(response_data, list) else [response_data]
+        wait = retry_after([e for r in results for e in (r.get("errors") or [])])
+        if wait is not None and response.status_code == 200:
+            response.status_code = 503
+            response.headers["Retry-After"] = str(wait)
+        return response
 
     def encode_json(self, data: Any) -> str:
         return dumps(data)
