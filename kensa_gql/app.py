@@ -35,6 +35,7 @@ from kensa_gql.adapters.providers.registry import (
 )
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
+from kensa_gql.adapters.storage.local import FOLDERS as MEDIA_FOLDERS
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
@@ -43,7 +44,7 @@ from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
-from kensa_gql.domain.errors import KensaError, Unavailable
+from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
@@ -52,8 +53,15 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MEDIA_FOLDERS = ("videos", "thumbnails")  # the storage keys' first segment (see runner._store)
 READY_LOCK_WAIT_SECONDS = 1.0  # how long /readyz waits for the database's write lock
+
+
+class MediaFiles(StaticFiles):
+    """Finished media: a folder not made yet, or not usable (a file in its place), is a 404 for
+    every path under it, never the 500 of StaticFiles' one-off configuration check."""
+
+    async def check_config(self) -> None:
+        return None
 
 
 async def healthz(_request: Request) -> Response:
@@ -71,10 +79,18 @@ async def readyz(request: Request) -> Response:
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    storage = "ok"
+    if request.app.state.runner is not None:  # only the runner writes media (an API-only process never does)
+        try:
+            await request.app.state.storage.check_writable()
+        except StorageUnavailable as exc:
+            log.warning("readiness check: %s", exc.message)
+            return JSONResponse({"status": "unavailable", "database": "ok", "storage": exc.message},
+                                status_code=503)
     # Events are reported, not required: without them REST and queries still work, and watchers
     # catch up from the database once the channel is back.
     events = "ok" if request.app.state.events.healthy else "reconnecting"
-    return JSONResponse({"status": "ok", "database": "ok", "events": events})
+    return JSONResponse({"status": "ok", "database": "ok", "storage": storage, "events": events})
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
@@ -148,7 +164,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         Route("/readyz", readyz),
         Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
-        *[Mount(f"/media/{folder}", app=StaticFiles(directory=media_root / folder, check_dir=False))
+        *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]
@@ -164,6 +180,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     middleware.append(Middleware(FrontDoor, graphql=graphql_route if settings.graphql_fastpath else None))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
+    app.state.storage = storage
     app.state.callbacks = callback_urls(settings)
     return app
 
@@ -173,4 +190,6 @@ def runner_config(settings: Settings) -> RunnerConfig:
                         claim_batch=settings.claim_batch, max_running=settings.max_running_tasks,
                         task_timeout_seconds=settings.task_timeout_seconds,
                         max_video_bytes=settings.max_video_bytes,
-                        work_dir=settings.media_dir.resolve() / ".work")
+                        work_dir=settings.media_dir.resolve() / ".work",
+                        store_attempts=settings.store_attempts,
+                        store_backoff_seconds=settings.store_backoff_seconds)

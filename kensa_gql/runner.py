@@ -27,7 +27,13 @@ from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.adapters.downloads import download
 from kensa_gql.adapters.thumbnails import ThumbnailError, make_thumbnail
 from kensa_gql.clock import now_ms
-from kensa_gql.domain.errors import ContentRejected, InvalidTransition, ProviderError, ProviderUnavailable
+from kensa_gql.domain.errors import (
+    ContentRejected,
+    InvalidTransition,
+    ProviderError,
+    ProviderUnavailable,
+    StorageUnavailable,
+)
 from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
 from kensa_gql.domain.videos import LedgerEffect, Video, VideoStatus, can_transition, ledger_effect, next_progress
 from kensa_gql.services import ledger
@@ -38,8 +44,12 @@ log = logging.getLogger(__name__)
 # Adapters already retry transient HTTP failures (3 calls with backoff); one more round here
 # covers a Retry-After longer than an adapter waits, then the route fails over.
 SUBMIT_ATTEMPTS = 2
-STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
+
+
+def media_keys(uuid: str) -> tuple[str, str]:
+    """Where a video's file and its thumbnail are published in storage."""
+    return f"videos/{uuid}.mp4", f"thumbnails/{uuid}.jpg"
 
 
 class LeaseLost(Exception):
@@ -55,6 +65,8 @@ class RunnerConfig:
     task_timeout_seconds: float
     max_video_bytes: int
     work_dir: Path
+    store_attempts: int = 5           # downloading / storing the result: tries in all
+    store_backoff_seconds: float = 1.0  # the first back-off, doubling (1+2+4+8 s for 5 tries)
 
 
 class Runner:
@@ -268,49 +280,99 @@ class Runner:
         return await self._reload_task(task), video
 
     async def _finish(self, video: Video, result: ResultFile) -> Video:
+        """Publish the result and complete; or fail, releasing the credits, with nothing published.
+
+        The result's files in the work directory are ours from here on: they are removed however
+        this ends, except when another runner takes the task over (it may be writing them anew).
+        """
         if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
             video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
-        for attempt in range(STORE_ATTEMPTS):
+        work: list[Path] = []
+        try:
             try:
-                stored_video, stored_thumb = await self._store(video, result)
-                break
-            except ProviderUnavailable as exc:
-                log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
-                if attempt + 1 < STORE_ATTEMPTS:
-                    await asyncio.sleep(min(BACKOFF_BASE_SECONDS * 2 ** (attempt + 1), 60.0))
+                source, thumb = await self._fetch(video, result, work)
+                stored_video, stored_thumb = await self._publish(video, source, thumb)
             except ProviderError as exc:
                 return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
-        else:
-            return await self._transition(video, VideoStatus.FAILED, error_message="could not store the result")
-        done = now_ms()
-        return await self._transition(
-            video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
-            file_size=stored_video.size, completed_at_ms=done,
-            generation_time=max(0, (done - video.created_at_ms) // 1000))
+            except StorageUnavailable as exc:
+                return await self._transition(video, VideoStatus.FAILED,
+                                              error_message=f"could not store the result: {exc.message}")
+            done = now_ms()
+            return await self._transition(
+                video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
+                file_size=stored_video.size, completed_at_ms=done,
+                generation_time=max(0, (done - video.created_at_ms) // 1000))
+        except (LeaseLost, asyncio.CancelledError):
+            work.clear()
+            raise
+        finally:
+            for path in work:
+                path.unlink(missing_ok=True)
 
-    async def _store(self, video: Video, result: ResultFile) -> tuple[StoredFile, StoredFile]:
+    async def _fetch(self, video: Video, result: ResultFile, work: list[Path]) -> tuple[Path, Path]:
+        """The result video and its thumbnail as local files (noted in ``work``), downloading and
+        cutting them as needed; a download that may succeed later is tried again after a back-off."""
         source = result.path
         if source is None:
             if result.url is None:
                 raise ContentRejected("the provider reported success without a result")
-            source = await download(self._http, result.url, headers=result.headers,
-                                    max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
-        try:
-            thumb = result.thumbnail_path
-            if thumb is None:
-                thumb = self._config.work_dir / f"{video.uuid}.jpg"
+            for attempt in range(self._config.store_attempts):
                 try:
-                    await self._pool.run(make_thumbnail, str(source), str(thumb))
-                except ThumbnailError as exc:
-                    source.unlink(missing_ok=True)
-                    raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-            stored_thumb = await self._storage.put(f"thumbnails/{video.uuid}.jpg", thumb, "image/jpeg")
-            stored_video = await self._storage.put(f"videos/{video.uuid}.mp4", source, "video/mp4")
-        except BaseException:
-            if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
-                source.unlink(missing_ok=True)
-            raise
-        return stored_video, stored_thumb
+                    source = await download(self._http, result.url, headers=result.headers,
+                                            max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
+                    break
+                except ProviderUnavailable as exc:
+                    log.warning("downloading video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
+                    if attempt + 1 == self._config.store_attempts:
+                        raise
+                    await self._back_off(attempt)
+        assert source is not None
+        work.append(source)
+        thumb = result.thumbnail_path
+        if thumb is None:
+            thumb = self._config.work_dir / f"{video.uuid}.jpg"
+            try:
+                await self._pool.run(make_thumbnail, str(source), str(thumb))
+            except ThumbnailError as exc:
+                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+            except OSError as exc:
+                raise StorageUnavailable(f"the work directory cannot be written: {type(exc).__name__}") from exc
+        work.append(thumb)
+        return source, thumb
+
+    async def _publish(self, video: Video, source: Path, thumb: Path) -> tuple[StoredFile, StoredFile]:
+        """Put both files in storage, trying again after a back-off while it cannot be written.
+
+        A file already stored is not put again; when every try failed, StorageUnavailable goes up
+        and whatever did get stored is removed when the video FAILS (``_unpublish``).
+        """
+        keys = media_keys(video.uuid)
+        files = {keys[0]: (source, "video/mp4"), keys[1]: (thumb, "image/jpeg")}
+        stored: dict[str, StoredFile] = {}
+        for attempt in range(self._config.store_attempts):
+            try:
+                for key, (path, content_type) in files.items():
+                    if key not in stored:
+                        stored[key] = await self._storage.put(key, path, content_type)
+                return stored[keys[0]], stored[keys[1]]
+            except StorageUnavailable as exc:
+                log.warning("storing video %s failed (%s); attempt %d of %d", video.uuid, exc.message,
+                            attempt + 1, self._config.store_attempts)
+                if attempt + 1 == self._config.store_attempts:
+                    raise
+                await self._back_off(attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _back_off(self, attempt: int) -> None:
+        await asyncio.sleep(min(self._config.store_backoff_seconds * 2 ** attempt, 60.0))
+
+    async def _unpublish(self, video: Video) -> None:
+        """A failed video publishes nothing: remove whatever of it reached storage (best effort)."""
+        for key in media_keys(video.uuid):
+            try:
+                await self._storage.delete(key)
+            except StorageUnavailable as exc:
+                log.warning("could not remove %s of failed video %s: %s", key, video.uuid, exc.message)
 
     def _estimate(self, video: Video) -> int:
         # Vendors without a progress field: a time-based estimate against a typical 3 minutes.
@@ -366,5 +428,7 @@ class Runner:
             await uow.commit()
         if target is VideoStatus.FAILED:
             log.info("video %s failed: %s", video.uuid, values.get("error_message"))
+            if video.status is VideoStatus.UPLOADING:  # only then can any of it have been stored
+                await self._unpublish(updated)
         await self._deps.publisher.video_changed(updated)
         return updated

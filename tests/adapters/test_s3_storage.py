@@ -18,7 +18,7 @@ from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.adapters.storage.s3 import S3Storage, make_client, parse_s3_url
 from kensa_gql.app import create_app
-from kensa_gql.domain.errors import ProviderUnavailable
+from kensa_gql.domain.errors import StorageUnavailable
 from kensa_gql.settings import Settings, SettingsError
 from tests.conftest import free_port
 from tests.support import wait_for_status
@@ -202,7 +202,7 @@ async def test_a_failed_upload_is_retryable_and_keeps_the_source(aws_env: dict[s
                                                                  tmp_path: Path) -> None:
     storage = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
     source = a_file(tmp_path, 100)
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(StorageUnavailable) as caught:
         await storage.put("videos/a.mp4", source, "video/mp4")
     assert source.exists()
     assert "test-secret-key" not in caught.value.message
