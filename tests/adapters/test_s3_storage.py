@@ -208,6 +208,25 @@ async def test_a_failed_upload_is_retryable_and_keeps_the_source(aws_env: dict[s
     assert "test-secret-key" not in caught.value.message
 
 
+async def test_a_deleted_key_is_gone_and_deleting_a_missing_one_is_fine(aws_env: dict[str, str], bucket: str,
+                                                                       tmp_path: Path) -> None:
+    storage = s3_storage(f"s3://{bucket}/p", aws_env, tmp_path)
+    await storage.put("videos/a.mp4", a_file(tmp_path, 10), "video/mp4")
+    await storage.delete("videos/a.mp4")
+    await storage.delete("thumbnails/never-stored.jpg")
+    assert object_keys(aws_env, bucket) == []
+
+
+async def test_readiness_writes_a_probe_and_names_a_bucket_it_cannot_write(aws_env: dict[str, str], bucket: str,
+                                                                         tmp_path: Path) -> None:
+    await s3_storage(f"s3://{bucket}/p", aws_env, tmp_path).check_writable()
+    assert object_keys(aws_env, bucket) == []  # the probe is removed again
+    missing = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
+    with pytest.raises(StorageUnavailable, match="'no-such-bucket-here'") as caught:
+        await missing.check_writable()
+    assert "test-secret-key" not in caught.value.message
+
+
 # -- the start-up check -----------------------------------------------------------------------------------
 
 async def test_the_start_up_check_accepts_an_existing_bucket(aws_env: dict[str, str], bucket: str,
