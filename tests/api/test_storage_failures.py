@@ -9,6 +9,7 @@ EEXIST), whoever the user, as a read-only mount or a vanished volume would: no f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from kensa_gql.adapters.db.database import Database
+from kensa_gql.adapters.storage.local import LocalStorage
+from kensa_gql.server import _report_health
 from tests.audit import audit_ledger
 from tests.conftest import Serve, User
 from tests.support import wait_for_status
@@ -84,3 +87,32 @@ async def test_unwritable_storage_fails_the_video_soon_releases_its_credits_once
     assert audit.frozen == 0 and audit.used > 0 and audit.available + audit.used == 100
     assert audit.holds == {"VOIDED": 1, "POSTED": 1}, audit.holds
     assert audit.statuses == {"FAILED": 1, "COMPLETED": 1} and audit.tasks_left == 0
+
+
+class AlwaysClaiming:
+    """What the health reporter reads of a runner: its claim rounds are succeeding."""
+
+    @property
+    def last_claim_at(self) -> float:
+        return time.monotonic()
+
+
+async def test_a_worker_reports_itself_unhealthy_while_storage_cannot_be_written(tmp_path: Path) -> None:
+    # given a worker's health reporter over a store whose videos/ folder cannot be written
+    blocker = block(tmp_path / "media", "videos")
+    storage = LocalStorage(tmp_path / "media", base_url="http://gw.test/media")
+    alive = tmp_path / "worker-alive"
+    reporter = asyncio.create_task(_report_health(AlwaysClaiming(), storage, alive,  # type: ignore[arg-type]
+                                                  every=0.02))
+    try:
+        # then it does not touch its health file
+        await asyncio.sleep(0.3)
+        assert not alive.exists()
+        # and once storage can be written again, it does
+        blocker.unlink()
+        async with asyncio.timeout(10):
+            while not alive.exists():  # noqa: ASYNC110 - the reporter runs in a task of its own
+                await asyncio.sleep(0.02)
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
