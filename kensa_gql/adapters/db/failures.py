@@ -29,8 +29,9 @@ _PG_UNAVAILABLE = frozenset({"55P03", "57014", "25006", "53000", "53100", "53200
 def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool = False) -> Unavailable | None:
     """The Unavailable that ``error`` amounts to, or None when it is not about availability.
 
-    ``connecting``: the error came while opening a connection or its transaction, where a plain
-    OSError (connection refused, a timeout) can only mean the database is out of reach.
+    ``connecting``: the error came while opening a connection or its transaction, where any
+    driver error or OSError (refused, a timeout, not accepting connections) means the database
+    is out of reach; SQLite's BEGIN IMMEDIATE meeting a lock is told apart by its code.
     """
     retry_after = max(1, math.ceil(lock_timeout))
     if isinstance(error, sa.TimeoutError):  # no pooled connection came free in time
@@ -50,6 +51,8 @@ def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool =
         if code & 0xFF in _SQLITE_UNAVAILABLE:
             return Unavailable("the database cannot be written now; try again later", retry_after=retry_after)
         return None
+    if connecting:  # refused, shutting down, not accepting connections, too many clients...
+        return Unavailable("the database cannot be reached; try again shortly", retry_after=retry_after)
     state = getattr(getattr(original, "driver_exception", original), "sqlstate", None)
     if isinstance(state, str):
         if state == "55P03":
@@ -58,6 +61,4 @@ def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool =
         if state in _PG_UNAVAILABLE or state.startswith("08"):
             return Unavailable("the database cannot serve this now; try again later", retry_after=retry_after)
         return None
-    if connecting and isinstance(error, (sa.OperationalError, sa.InterfaceError)):
-        return Unavailable("the database cannot be reached; try again shortly", retry_after=retry_after)
     return None

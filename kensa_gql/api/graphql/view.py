@@ -43,7 +43,7 @@ from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.api.graphql.ws import serve as ws
 from kensa_gql.api.graphql.ws.connection import SocketConfig
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.domain.errors import Unauthenticated, Unavailable
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
@@ -182,6 +182,11 @@ class KensaGraphQL(GraphQL[Context, None]):
             # in connection_error, then closes.
             raise ConnectionRejectionError({"message": refused.message,
                                             "extensions": {"code": refused.code}}) from refused
+        except Unavailable as busy:
+            # Legacy graphql-ws says why in connection_error; Strawberry's graphql-transport-ws
+            # (fast path off) can only close 4403 (the fast path's closes 1013, Try Again Later).
+            raise ConnectionRejectionError({"message": busy.message, "extensions": {
+                "code": busy.code, "retryAfter": busy.retry_after}}) from busy
         context.sign_in(principal)
         unset: UnsetType = UNSET
         return unset

@@ -35,7 +35,7 @@ from kensa_gql.api.graphql.fastpath.strawberry_internals import pre_execution_cl
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws import subscribers
 from kensa_gql.api.graphql.ws.frames import next_text, payload_of
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.domain.errors import Unauthenticated, Unavailable
 from kensa_gql.domain.watching import Watchers
 from kensa_gql.services.accounts import Principal
 
@@ -193,6 +193,9 @@ class Connection:
                 self.principal = await authenticate(HTTPConnection(self.scope), payload)
             except Unauthenticated:
                 await self.close(4403, "Forbidden")
+                return
+            except Unavailable:  # the database cannot say who this is now: 1013, "Try Again Later"
+                await self.close(1013, "Try again later")
                 return
             await self.send_text(ACK)
             self.acknowledged = True
