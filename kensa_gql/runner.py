@@ -52,6 +52,11 @@ def media_keys(uuid: str) -> tuple[str, str]:
     return f"videos/{uuid}.mp4", f"thumbnails/{uuid}.jpg"
 
 
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 class LeaseLost(Exception):
     """Another runner owns this task now; stop driving it without writing anything."""
 
@@ -288,26 +293,27 @@ class Runner:
         if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
             video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
         work: list[Path] = []
+        failure: str | None = None
         try:
-            try:
-                source, thumb = await self._fetch(video, result, work)
-                stored_video, stored_thumb = await self._publish(video, source, thumb)
-            except ProviderError as exc:
-                return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
-            except StorageUnavailable as exc:
-                return await self._transition(video, VideoStatus.FAILED,
-                                              error_message=f"could not store the result: {exc.message}")
-            done = now_ms()
-            return await self._transition(
-                video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
-                file_size=stored_video.size, completed_at_ms=done,
-                generation_time=max(0, (done - video.created_at_ms) // 1000))
+            source, thumb = await self._fetch(video, result, work)
+            stored_video, stored_thumb = await self._publish(video, source, thumb)
+        except ProviderError as exc:
+            failure = exc.message
+        except StorageUnavailable as exc:
+            failure = f"could not store the result: {exc.message}"
         except (LeaseLost, asyncio.CancelledError):
-            work.clear()
             raise
-        finally:
-            for path in work:
-                path.unlink(missing_ok=True)
+        except BaseException:
+            _remove(work)
+            raise
+        _remove(work)  # before the final status, so a client that sees it finds nothing left over
+        if failure is not None:
+            return await self._transition(video, VideoStatus.FAILED, error_message=failure)
+        done = now_ms()
+        return await self._transition(
+            video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
+            file_size=stored_video.size, completed_at_ms=done,
+            generation_time=max(0, (done - video.created_at_ms) // 1000))
 
     async def _fetch(self, video: Video, result: ResultFile, work: list[Path]) -> tuple[Path, Path]:
         """The result video and its thumbnail as local files (noted in ``work``), downloading and
@@ -412,6 +418,11 @@ class Runner:
         if not can_transition(video.status, target):
             raise InvalidTransition(f"{video.status} -> {target} is not allowed")
         progress = next_progress(video.progress, values.pop("progress", video.progress), target)
+        if target is VideoStatus.FAILED and video.status is VideoStatus.UPLOADING:
+            # Only while uploading can any of it have been stored; removed before the status
+            # commits, so a client that sees FAILED finds no media (if the commit fails, the
+            # task is retried and publishes again).
+            await self._unpublish(video)
         now = now_ms()
         async with self._deps.db.writing() as uow:
             store = VideosStore(uow)
@@ -428,7 +439,5 @@ class Runner:
             await uow.commit()
         if target is VideoStatus.FAILED:
             log.info("video %s failed: %s", video.uuid, values.get("error_message"))
-            if video.status is VideoStatus.UPLOADING:  # only then can any of it have been stored
-                await self._unpublish(updated)
         await self._deps.publisher.video_changed(updated)
         return updated
