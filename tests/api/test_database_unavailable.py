@@ -74,8 +74,9 @@ async def test_a_held_write_lock_is_a_bounded_503_unavailable_everywhere(
 
     # then each is a 503 UNAVAILABLE with Retry-After, within the bound, not a 500 after a minute
     assert rest.status_code == 503, rest.text
-    assert rest.json() == {"success": False, "error": {
-        "code": "UNAVAILABLE", "message": "the database is locked by another writer; try again shortly"}}
+    # (locked by another writer, or busy with this process's writers queued behind that lock)
+    assert rest.json()["error"]["code"] == "UNAVAILABLE" and rest.json()["success"] is False
+    assert rest.json()["error"]["message"].endswith("; try again shortly"), rest.text
     assert int(rest.headers["retry-after"]) >= 1 and rest_took < BOUND
     assert gql.status_code == 503, gql.text
     assert [e["extensions"]["code"] for e in gql.json()["errors"]] == ["UNAVAILABLE"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import sqlite3
 
 from sqlalchemy import text
@@ -56,7 +57,7 @@ class Database:
                 await asyncio.to_thread(_take_write_lock, path, lock_wait)
             except sqlite3.Error as exc:
                 raise Unavailable(f"the database cannot be written ({exc})",
-                                  retry_after=max(1, round(self.lock_timeout))) from exc
+                                  retry_after=math.ceil(self.lock_timeout)) from exc
 
     async def dispose(self) -> None:
         if "reads" in self.__dict__:

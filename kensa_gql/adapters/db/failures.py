@@ -33,7 +33,7 @@ def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool =
     driver error or OSError (refused, a timeout, not accepting connections) means the database
     is out of reach; SQLite's BEGIN IMMEDIATE meeting a lock is told apart by its code.
     """
-    retry_after = max(1, math.ceil(lock_timeout))
+    retry_after = math.ceil(lock_timeout)  # Unavailable makes it at least 1
     if isinstance(error, sa.TimeoutError):  # no pooled connection came free in time
         return Unavailable("the database is busy; try again shortly", retry_after=retry_after)
     if connecting and isinstance(error, OSError):

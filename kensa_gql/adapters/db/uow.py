@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from types import TracebackType
 
 from sqlalchemy import update
@@ -62,7 +63,7 @@ class UnitOfWork:
                     await self._gate.acquire()
             except TimeoutError:
                 raise Unavailable("the database is busy with other writers; try again shortly",
-                                  retry_after=max(1, round(self._lock_timeout))) from None
+                                  retry_after=math.ceil(self._lock_timeout)) from None
         try:
             conn = await self._engine.connect()
             if self._write and not self.is_postgres:
