@@ -33,6 +33,7 @@ from kensa_gql.domain.errors import (
     ProviderError,
     ProviderUnavailable,
     StorageUnavailable,
+    Unavailable,
 )
 from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
 from kensa_gql.domain.videos import LedgerEffect, Video, VideoStatus, can_transition, ledger_effect, next_progress
@@ -113,11 +114,14 @@ class Runner:
                     await self.claim_once()
                     failures = 0
                     self.last_claim_at = time.monotonic()
-                except Exception:
+                except Exception as exc:
                     # A database restart or failover must not end the loop: a worker whose runner
                     # died would stay up doing nothing. Back off and try again.
                     failures += 1
-                    log.exception("claiming tasks failed (%d in a row); retrying", failures)
+                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read
+                        log.warning("claiming tasks failed (%d in a row): %s; retrying", failures, exc.message)
+                    else:
+                        log.exception("claiming tasks failed (%d in a row); retrying", failures)
                     await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
                     continue
                 self._wake.clear()
@@ -177,6 +181,9 @@ class Runner:
                     kept = await VideosStore(uow).renew_leases(
                         self.owner, ids, now_ms() + int(self._config.lease_seconds * 1000))
                     await uow.commit()
+            except Unavailable as exc:
+                log.warning("lease renewal failed: %s; retrying", exc.message)
+                continue
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
@@ -193,6 +200,9 @@ class Runner:
             log.info("stopped driving video %s: %s", task.video_id, exc)
         except asyncio.CancelledError:
             raise
+        except Unavailable as exc:
+            log.warning("driving video %s stopped: %s; its lease will expire and it will be retried",
+                        task.video_id, exc.message)
         except Exception:
             log.exception("driving video %s failed; its lease will expire and it will be retried",
                           task.video_id)

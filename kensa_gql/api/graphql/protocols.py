@@ -10,6 +10,10 @@ path is off), subclassed for two things only:
   refuses a malformed message (close 4400 "Failed to parse message"), and ignored by legacy
   graphql-ws, as it ignores what is not JSON: not an "Exception in ASGI application".
 
+A database that cannot sign the socket in at connection_init (Unavailable from on_ws_connect) is
+not a refusal: graphql-transport-ws closes 1013 "Try again later", legacy graphql-ws sends
+connection_error with ``extensions.code`` UNAVAILABLE and closes as for a refusal.
+
 The fast path's own graphql-transport-ws (ws/connection.py) does the same, in the same order.
 """
 
@@ -22,6 +26,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.domain.errors import Unavailable
 
 
 def _key(value: object) -> bool:
@@ -30,6 +35,12 @@ def _key(value: object) -> bool:
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except Unavailable:
+            await self.websocket.close(code=1013, reason="Try again later")
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or (message.get("type") == "complete" and not _key(message.get("id"))):
@@ -64,6 +75,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Any, Any]):
     max_document_bytes: int = 0  # set by ``handlers``
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except Unavailable as busy:
+            await self.send_message({"type": "connection_error", "payload": {"message": busy.message, "extensions": {
+                "code": busy.code, "retryAfter": busy.retry_after}}})
+            await self.websocket.close(code=1011, reason="")
 
     async def handle_message(self, message: Any) -> None:
         if not isinstance(message, dict) or not _key(message.get("id")):

@@ -43,7 +43,7 @@ from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.api.graphql.ws import serve as ws
 from kensa_gql.api.graphql.ws.connection import SocketConfig
-from kensa_gql.domain.errors import Unauthenticated, Unavailable
+from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.settings import Settings
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
@@ -174,7 +174,11 @@ class KensaGraphQL(GraphQL[Context, None]):
         return Context(request)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Sign the socket in at connection_init: the payload's Authorization, else the upgrade's header."""
+        """Sign the socket in at connection_init: the payload's Authorization, else the upgrade's header.
+
+        Unavailable (the database cannot say who this is now) goes up to the handlers in
+        protocols.py, which tell the client to come back rather than that it is forbidden.
+        """
         try:
             principal = await authenticate(context.connection, context.connection_params)
         except Unauthenticated as refused:
@@ -182,11 +186,6 @@ class KensaGraphQL(GraphQL[Context, None]):
             # in connection_error, then closes.
             raise ConnectionRejectionError({"message": refused.message,
                                             "extensions": {"code": refused.code}}) from refused
-        except Unavailable as busy:
-            # Legacy graphql-ws says why in connection_error; Strawberry's graphql-transport-ws
-            # (fast path off) can only close 4403 (the fast path's closes 1013, Try Again Later).
-            raise ConnectionRejectionError({"message": busy.message, "extensions": {
-                "code": busy.code, "retryAfter": busy.retry_after}}) from busy
         context.sign_in(principal)
         unset: UnsetType = UNSET
         return unset
