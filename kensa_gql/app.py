@@ -79,7 +79,7 @@ async def readyz(request: Request) -> Response:
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    storage = "ok"
+    report = {"status": "ok", "database": "ok"}
     if request.app.state.runner is not None:  # only the runner writes media (an API-only process never does)
         try:
             await request.app.state.storage.check_writable()
@@ -87,10 +87,11 @@ async def readyz(request: Request) -> Response:
             log.warning("readiness check: %s", exc.message)
             return JSONResponse({"status": "unavailable", "database": "ok", "storage": exc.message},
                                 status_code=503)
+        report["storage"] = "ok"
     # Events are reported, not required: without them REST and queries still work, and watchers
     # catch up from the database once the channel is back.
-    events = "ok" if request.app.state.events.healthy else "reconnecting"
-    return JSONResponse({"status": "ok", "database": "ok", "storage": storage, "events": events})
+    report["events"] = "ok" if request.app.state.events.healthy else "reconnecting"
+    return JSONResponse(report)
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:

@@ -116,3 +116,13 @@ async def test_a_worker_reports_itself_unhealthy_while_storage_cannot_be_written
     finally:
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
+
+
+async def test_an_api_only_process_is_ready_whatever_the_media_folders(serve: Serve, tmp_path: Path) -> None:
+    # an API replica never writes media (the workers do), so storage is not its readiness
+    block(tmp_path / "media", "videos")
+    server = serve(run_worker=False)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert "storage" not in ready.json()
