@@ -7,12 +7,10 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -45,7 +43,7 @@ from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
-from kensa_gql.domain.errors import KensaError
+from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
 from kensa_gql.domain.videos import MEDIA_FOLDERS
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
@@ -56,14 +54,15 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
+READY_LOCK_WAIT_SECONDS = 1.0  # how long /readyz waits for the database's write lock
+
 
 class MediaFiles(StaticFiles):
-    """A media folder that nothing was stored in yet does not exist: its URLs are 404s, not 500s."""
+    """Finished media: a folder not made yet, or not usable (a file in its place), is a 404 for
+    every path under it, never the 500 of StaticFiles' one-off configuration check."""
 
     async def check_config(self) -> None:
-        if self.directory is not None and not await asyncio.to_thread(os.path.isdir, self.directory):
-            return  # looked up per request, so files stored later are served
-        await super().check_config()
+        return None
 
 
 async def healthz(_request: Request) -> Response:
@@ -73,15 +72,27 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     deps: Deps = request.app.state.deps
     try:
-        async with deps.db.reading() as uow:
-            await uow.conn.execute(text("SELECT 1"))
+        # Ready means able to take a generate request: the database must take writes, not only reads.
+        await deps.db.check_writable(lock_wait=min(deps.db.lock_timeout, READY_LOCK_WAIT_SECONDS))
+    except Unavailable as exc:
+        log.warning("readiness check: %s", exc.message)
+        return JSONResponse({"status": "unavailable", "database": exc.message}, status_code=503)
     except Exception:
         log.exception("readiness check: database unreachable")
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    report = {"status": "ok", "database": "ok"}
+    if request.app.state.runner is not None:  # only the runner writes media (an API-only process never does)
+        try:
+            await request.app.state.storage.check_writable()
+        except StorageUnavailable as exc:
+            log.warning("readiness check: %s", exc.message)
+            return JSONResponse({"status": "unavailable", "database": "ok", "storage": exc.message},
+                                status_code=503)
+        report["storage"] = "ok"
     # Events are reported, not required: without them REST and queries still work, and watchers
     # catch up from the database once the channel is back.
-    events = "ok" if request.app.state.events.healthy else "reconnecting"
-    return JSONResponse({"status": "ok", "database": "ok", "events": events})
+    report["events"] = "ok" if request.app.state.events.healthy else "reconnecting"
+    return JSONResponse(report)
 
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
@@ -106,8 +117,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await asyncio.to_thread(upgrade, settings.database_url)
         if run_worker:  # only the runner writes to storage; an API-only process needs no bucket access
             await storage.check()
-        engine = create_engine(settings.database_url)
-        db = Database(engine)
+        engine = create_engine(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
+        db = Database(engine, lock_timeout=settings.db_lock_timeout_seconds)
         events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
@@ -177,6 +188,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     middleware.append(Middleware(FrontDoor, graphql=graphql_route if settings.graphql_fastpath else None))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
+    app.state.storage = storage
     app.state.callbacks = callback_urls(settings)
     return app
 
@@ -186,4 +198,6 @@ def runner_config(settings: Settings) -> RunnerConfig:
                         claim_batch=settings.claim_batch, max_running=settings.max_running_tasks,
                         task_timeout_seconds=settings.task_timeout_seconds,
                         max_video_bytes=settings.max_video_bytes,
-                        work_dir=settings.media_dir.resolve() / ".work")
+                        work_dir=settings.media_dir.resolve() / ".work",
+                        store_attempts=settings.store_attempts,
+                        store_backoff_seconds=settings.store_backoff_seconds)

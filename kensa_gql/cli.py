@@ -103,7 +103,8 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         if settings.is_sqlite:
             await asyncio.to_thread(upgrade, settings.database_url)
-        db = Database(create_engine(settings.database_url))
+        db = Database(create_engine(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds),
+                      lock_timeout=settings.db_lock_timeout_seconds)
         try:
             return await work(db)
         finally:

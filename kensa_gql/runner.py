@@ -27,7 +27,14 @@ from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.adapters.downloads import download
 from kensa_gql.adapters.thumbnails import ThumbnailError, make_thumbnail
 from kensa_gql.clock import now_ms
-from kensa_gql.domain.errors import ContentRejected, InvalidTransition, ProviderError, ProviderUnavailable
+from kensa_gql.domain.errors import (
+    ContentRejected,
+    InvalidTransition,
+    ProviderError,
+    ProviderUnavailable,
+    StorageUnavailable,
+    Unavailable,
+)
 from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
 from kensa_gql.domain.videos import (
     LedgerEffect,
@@ -47,8 +54,14 @@ log = logging.getLogger(__name__)
 # Adapters already retry transient HTTP failures (3 calls with backoff); one more round here
 # covers a Retry-After longer than an adapter waits, then the route fails over.
 SUBMIT_ATTEMPTS = 2
-STORE_ATTEMPTS = 5           # downloading / storing the result: ~30 s of backoff in all
 BACKOFF_BASE_SECONDS = 1.0
+
+
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 class LeaseLost(Exception):
@@ -64,6 +77,8 @@ class RunnerConfig:
     task_timeout_seconds: float
     max_video_bytes: int
     work_dir: Path
+    store_attempts: int = 5           # downloading / storing the result: tries in all
+    store_backoff_seconds: float = 1.0  # the first back-off, doubling (1+2+4+8 s for 5 tries)
 
 
 class Runner:
@@ -105,11 +120,14 @@ class Runner:
                     await self.claim_once()
                     failures = 0
                     self.last_claim_at = time.monotonic()
-                except Exception:
+                except Exception as exc:
                     # A database restart or failover must not end the loop: a worker whose runner
                     # died would stay up doing nothing. Back off and try again.
                     failures += 1
-                    log.exception("claiming tasks failed (%d in a row); retrying", failures)
+                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read
+                        log.warning("claiming tasks failed (%d in a row): %s; retrying", failures, exc.message)
+                    else:
+                        log.exception("claiming tasks failed (%d in a row); retrying", failures)
                     await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
                     continue
                 self._wake.clear()
@@ -169,6 +187,9 @@ class Runner:
                     kept = await VideosStore(uow).renew_leases(
                         self.owner, ids, now_ms() + int(self._config.lease_seconds * 1000))
                     await uow.commit()
+            except Unavailable as exc:
+                log.warning("lease renewal failed: %s; retrying", exc.message)
+                continue
             except Exception:
                 log.exception("lease renewal failed; retrying")
                 continue
@@ -185,6 +206,9 @@ class Runner:
             log.info("stopped driving video %s: %s", task.video_id, exc)
         except asyncio.CancelledError:
             raise
+        except Unavailable as exc:
+            log.warning("driving video %s stopped: %s; its lease will expire and it will be retried",
+                        task.video_id, exc.message)
         except Exception:
             log.exception("driving video %s failed; its lease will expire and it will be retried",
                           task.video_id)
@@ -277,26 +301,34 @@ class Runner:
         return await self._reload_task(task), video
 
     async def _finish(self, video: Video, result: ResultFile) -> Video:
+        """Publish the result and complete; or fail, releasing the credits, with nothing published.
+
+        The result's files in the work directory are ours from here on: they are removed however
+        this ends, except when another runner takes the task over (it may be writing them anew).
+        """
         if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
             video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
         if await self._deleted(video):
             # Deleted while it was made: it still completes and settles, but nothing is published.
-            for local in (result.path, result.thumbnail_path):
-                if local is not None:
-                    local.unlink(missing_ok=True)
+            _remove([local for local in (result.path, result.thumbnail_path) if local is not None])
             return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=now_ms())
-        for attempt in range(STORE_ATTEMPTS):
-            try:
-                stored_video, stored_thumb = await self._store(video, result)
-                break
-            except ProviderUnavailable as exc:
-                log.warning("storing video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
-                if attempt + 1 < STORE_ATTEMPTS:
-                    await asyncio.sleep(min(BACKOFF_BASE_SECONDS * 2 ** (attempt + 1), 60.0))
-            except ProviderError as exc:
-                return await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
-        else:
-            return await self._transition(video, VideoStatus.FAILED, error_message="could not store the result")
+        work: list[Path] = []
+        failure: str | None = None
+        try:
+            source, thumb = await self._fetch(video, result, work)
+            stored_video, stored_thumb = await self._publish(video, source, thumb)
+        except ProviderError as exc:
+            failure = exc.message
+        except StorageUnavailable as exc:
+            failure = f"could not store the result: {exc.message}"
+        except (LeaseLost, asyncio.CancelledError):
+            raise
+        except BaseException:
+            _remove(work)
+            raise
+        _remove(work)  # before the final status, so a client that sees it finds nothing left over
+        if failure is not None:
+            return await self._transition(video, VideoStatus.FAILED, error_message=failure)
         done = now_ms()
         # A delete that committed while the files went up found nothing to remove: remove them now.
         # (This read follows the upload, and a delete after it removes them itself, so one of the
@@ -313,30 +345,62 @@ class Runner:
         fresh = await self._load(video.id)
         return fresh is None or fresh.deleted
 
-    async def _store(self, video: Video, result: ResultFile) -> tuple[StoredFile, StoredFile]:
+    async def _fetch(self, video: Video, result: ResultFile, work: list[Path]) -> tuple[Path, Path]:
+        """The result video and its thumbnail as local files (noted in ``work``), downloading and
+        cutting them as needed; a download that may succeed later is tried again after a back-off."""
         source = result.path
         if source is None:
             if result.url is None:
                 raise ContentRejected("the provider reported success without a result")
-            source = await download(self._http, result.url, headers=result.headers,
-                                    max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
-        try:
-            thumb = result.thumbnail_path
-            if thumb is None:
-                thumb = self._config.work_dir / f"{video.uuid}.jpg"
+            for attempt in range(self._config.store_attempts):
                 try:
-                    await self._pool.run(make_thumbnail, str(source), str(thumb))
-                except ThumbnailError as exc:
-                    source.unlink(missing_ok=True)
-                    raise ContentRejected(f"the result is not a playable video: {exc}") from exc
-            video_key, thumbnail_key = media_keys(video.uuid)
-            stored_thumb = await self._storage.put(thumbnail_key, thumb, "image/jpeg")
-            stored_video = await self._storage.put(video_key, source, "video/mp4")
-        except BaseException:
-            if result.path is None:  # our own download: a retry downloads afresh, so do not leak this one
-                source.unlink(missing_ok=True)
-            raise
-        return stored_video, stored_thumb
+                    source = await download(self._http, result.url, headers=result.headers,
+                                            max_bytes=self._config.max_video_bytes, work_dir=self._config.work_dir)
+                    break
+                except ProviderUnavailable as exc:
+                    log.warning("downloading video %s failed (%s); attempt %d", video.uuid, exc.message, attempt + 1)
+                    if attempt + 1 == self._config.store_attempts:
+                        raise
+                    await self._back_off(attempt)
+        assert source is not None
+        work.append(source)
+        thumb = result.thumbnail_path
+        if thumb is None:
+            thumb = self._config.work_dir / f"{video.uuid}.jpg"
+            try:
+                await self._pool.run(make_thumbnail, str(source), str(thumb))
+            except ThumbnailError as exc:
+                raise ContentRejected(f"the result is not a playable video: {exc}") from exc
+            except OSError as exc:
+                raise StorageUnavailable(f"the work directory cannot be written: {type(exc).__name__}") from exc
+        work.append(thumb)
+        return source, thumb
+
+    async def _publish(self, video: Video, source: Path, thumb: Path) -> tuple[StoredFile, StoredFile]:
+        """Put both files in storage, trying again after a back-off while it cannot be written.
+
+        A file already stored is not put again; when every try failed, StorageUnavailable goes up
+        and whatever did get stored is removed when the video FAILS (``unpublish_media``).
+        """
+        keys = media_keys(video.uuid)
+        files = {keys[0]: (source, "video/mp4"), keys[1]: (thumb, "image/jpeg")}
+        stored: dict[str, StoredFile] = {}
+        for attempt in range(self._config.store_attempts):
+            try:
+                for key, (path, content_type) in files.items():
+                    if key not in stored:
+                        stored[key] = await self._storage.put(key, path, content_type)
+                return stored[keys[0]], stored[keys[1]]
+            except StorageUnavailable as exc:
+                log.warning("storing video %s failed (%s); attempt %d of %d", video.uuid, exc.message,
+                            attempt + 1, self._config.store_attempts)
+                if attempt + 1 == self._config.store_attempts:
+                    raise
+                await self._back_off(attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _back_off(self, attempt: int) -> None:
+        await asyncio.sleep(min(self._config.store_backoff_seconds * 2 ** attempt, 60.0))
 
     def _estimate(self, video: Video) -> int:
         # Vendors without a progress field: a time-based estimate against a typical 3 minutes.
@@ -376,6 +440,11 @@ class Runner:
         if not can_transition(video.status, target):
             raise InvalidTransition(f"{video.status} -> {target} is not allowed")
         progress = next_progress(video.progress, values.pop("progress", video.progress), target)
+        if target is VideoStatus.FAILED and video.status is VideoStatus.UPLOADING:
+            # Only while uploading can any of it have been stored; removed before the status
+            # commits, so a client that sees FAILED finds no media (if the commit fails, the
+            # task is retried and publishes again).
+            await unpublish_media(video.uuid, storage=self._storage)
         now = now_ms()
         async with self._deps.db.writing() as uow:
             store = VideosStore(uow)

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp
 
 from kensa_gql import logs
 from kensa_gql.app import create_app
+from kensa_gql.domain.errors import StorageUnavailable
+from kensa_gql.domain.ports import Storage
 from kensa_gql.runner import Runner
 from kensa_gql.settings import Settings
 
@@ -52,12 +54,18 @@ def run_uvicorn(app: ASGIApp, *, host: str, port: int, ws_max_size: int, backlog
                 lifespan="on", backlog=backlog)
 
 
-async def _report_health(runner: Runner, path: Path, *, every: float) -> None:
-    """Touch ``path`` while the runner's claim rounds succeed; a stale file means an unhealthy worker."""
+async def _report_health(runner: Runner, storage: Storage, path: Path, *, every: float) -> None:
+    """Touch ``path`` while the runner's claim rounds succeed and media storage can be written
+    (what /readyz checks in ``serve``); a stale file means an unhealthy worker."""
     while True:
         last = runner.last_claim_at
         if last is not None and time.monotonic() - last < max(3 * every, 10.0):
-            await asyncio.to_thread(path.touch)
+            try:
+                await storage.check_writable()
+            except StorageUnavailable as exc:
+                log.warning("worker health: %s", exc.message)
+            else:
+                await asyncio.to_thread(path.touch)
         await asyncio.sleep(every)
 
 
@@ -74,8 +82,9 @@ def run_worker(settings: Settings) -> None:
             log.info("worker %s running", app.state.runner.owner)
             health = None
             if settings.worker_health_file:
-                health = asyncio.create_task(_report_health(app.state.runner, Path(settings.worker_health_file),
-                                                            every=2.0), name="worker-health")
+                health = asyncio.create_task(_report_health(app.state.runner, app.state.storage,
+                                                            Path(settings.worker_health_file), every=2.0),
+                                             name="worker-health")
             await stop.wait()
             if health is not None:
                 health.cancel()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KENSA_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite+aiosqlite:///./kensa.db"
+    # How long a request waits for a database lock held elsewhere (SQLite's busy timeout,
+    # PostgreSQL's lock_timeout) before it answers 503 UNAVAILABLE with Retry-After.
+    db_lock_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     broadcast_url: str = "memory://"
     media_dir: Path = Path("./media")
     public_url: str = "http://127.0.0.1:8000"
@@ -49,6 +52,10 @@ class Settings(BaseSettings):
     worker_health_file: str = ""
 
     max_video_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    # Writing a finished video to storage: tries in all, and the first back-off (doubling, at
+    # most 60 s each); then the video FAILS and its credits are released.
+    store_attempts: int = Field(default=5, ge=1, le=20)
+    store_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     routes: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
 
     # Vendors (docs/providers.md). A key enables the provider; a base URL is the vendor's origin

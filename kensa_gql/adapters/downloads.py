@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from kensa_gql.domain.errors import ContentRejected, ProviderUnavailable
+from kensa_gql.domain.errors import ContentRejected, ProviderUnavailable, StorageUnavailable
 
 ACCEPTED_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 MAX_REDIRECTS = 5
@@ -33,10 +33,14 @@ async def download(client: httpx.AsyncClient, url: str, *, headers: dict[str, st
 
     ``timeout`` bounds each connect/read/write, ``deadline`` the whole transfer. Failures that a
     retry may cure (network, timeouts, 408/429/5xx) are ProviderUnavailable; the rest (an expired
-    or forbidden link, too large, not a video) are ContentRejected.
+    or forbidden link, too large, not a video) are ContentRejected; a work directory that cannot
+    be written is StorageUnavailable.
     """
-    work_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - local and instant
-    fd, name = tempfile.mkstemp(dir=work_dir, suffix=".download")
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - local and instant
+        fd, name = tempfile.mkstemp(dir=work_dir, suffix=".download")
+    except OSError as exc:
+        raise StorageUnavailable(f"the work directory cannot be written: {type(exc).__name__}") from exc
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -58,6 +62,8 @@ def _domain_error(exc: BaseException, deadline: float) -> Exception | None:
         return ContentRejected("the provider's result URL is not a valid http(s) URL")
     if isinstance(exc, httpx.HTTPError):
         return ProviderUnavailable(f"result download failed: {type(exc).__name__}")
+    if isinstance(exc, OSError):  # writing the file: the work directory's disk is full or read-only
+        return StorageUnavailable(f"the work directory cannot be written: {type(exc).__name__}")
     return None
 
 

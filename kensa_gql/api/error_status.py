@@ -17,9 +17,14 @@ HTTP_STATUS: dict[str, int] = {
     "IDEMPOTENCY_KEY_REUSED": 422,
     "RATE_LIMITED": 429,
     "INTERNAL_SERVER_ERROR": 500,
+    "UNAVAILABLE": 503,
 }
+
+# 5xx codes that still tell the client something true and useful: try again later (Retry-After).
+_SHOWN_SERVER_CODES = frozenset({"UNAVAILABLE"})
 
 
 def is_public(code: str) -> bool:
-    """True if an error with this code is the client's business (a 4xx), so its message is shown."""
-    return HTTP_STATUS.get(code, 500) < 500
+    """True if an error with this code is the client's business (a 4xx, or "come back later"), so
+    its message is shown."""
+    return HTTP_STATUS.get(code, 500) < 500 or code in _SHOWN_SERVER_CODES

@@ -9,6 +9,8 @@
     ├── IdempotencyKeyReused    IDEMPOTENCY_KEY_REUSED
     ├── RateLimited             RATE_LIMITED
     ├── PayloadTooLarge         PAYLOAD_TOO_LARGE
+    ├── Unavailable             UNAVAILABLE              (a backing service cannot serve now; retry_after)
+    │   └── StorageUnavailable      (finished media cannot be written: read-only, full, unreachable)
     └── ProviderError           PROVIDER_ERROR           (retryable or not; never shown raw to clients)
         ├── ProviderUnavailable     (connection, 5xx, 429, quota, auth: try again or fail over)
         └── ContentRejected         (the vendor refused the content itself: fail, release)
@@ -98,6 +100,20 @@ class PayloadTooLarge(KensaError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the request is larger than {limit} bytes")
         self.limit = limit
+
+
+class Unavailable(KensaError):
+    """A backing service (the database, media storage) cannot serve now; try again after ``retry_after`` s."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class StorageUnavailable(Unavailable):
+    """Finished media could not be written where it is published (the runner retries, then fails)."""
 
 
 class ProviderError(KensaError):

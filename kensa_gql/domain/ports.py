@@ -92,11 +92,16 @@ class Storage(Protocol):
         ...
 
     async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
-        """Store the file at ``key`` (the source is consumed) and return its public URL and size."""
+        """Store the file at ``key`` (the source is consumed once stored; kept when this raises)
+        and return its public URL and size. Raises StorageUnavailable when it cannot be written."""
         ...
 
     async def delete(self, key: str) -> None:
-        """Make ``key`` unreachable at its URL; nothing there is no error. Raises ProviderUnavailable."""
+        """Remove ``key`` if it is there (it is no longer published). Raises StorageUnavailable."""
+        ...
+
+    async def check_writable(self) -> None:
+        """For readiness: raise StorageUnavailable, naming what cannot be written, unless a put would work."""
         ...
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
-from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, ProviderUnavailable
+from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, StorageUnavailable
 from kensa_gql.domain.paging import Page
 from kensa_gql.domain.ports import Storage
 from kensa_gql.domain.text import check_strings, check_text
@@ -176,13 +176,16 @@ async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
 
 
 async def unpublish_media(uuid: str, *, storage: Storage) -> bool:
-    """Remove a deleted video's MP4 and thumbnail from storage; False (logged) if the store failed."""
+    """Remove a video's MP4 and thumbnail from storage (deleted, or failed while uploading).
+
+    Best effort: False (logged) if the storage refused; what decided it (the committed delete,
+    the failure) stands either way, and the operator learns which file is left.
+    """
     removed = True
     for key in media_keys(uuid):
         try:
             await storage.delete(key)
-        except ProviderUnavailable as exc:
-            # The delete itself stands (the row is committed); the operator learns the file is left.
-            log.warning("video %s is deleted but its file %s could not be removed: %s", uuid, key, exc.message)
+        except StorageUnavailable as exc:
+            log.warning("video %s: its file %s could not be removed: %s", uuid, key, exc.message)
             removed = False
     return removed

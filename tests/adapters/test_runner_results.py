@@ -17,7 +17,7 @@ from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.adapters.providers.render import render_video
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.domain.catalog import Catalog, ModelSpec
-from kensa_gql.domain.errors import ProviderUnavailable
+from kensa_gql.domain.errors import StorageUnavailable
 from kensa_gql.domain.ports import JobState, JobStatus, ProviderJob, ResultFile, StoredFile
 from kensa_gql.domain.videos import Video
 from kensa_gql.runner import Runner, RunnerConfig
@@ -61,7 +61,7 @@ class FlakyStorage(LocalStorage):
     async def put(self, key: str, source: Path, content_type: str) -> StoredFile:
         if key.startswith("videos/") and self.failures > 0:
             self.failures -= 1
-            raise ProviderUnavailable("storing failed: EndpointConnectionError")
+            raise StorageUnavailable("storing failed: EndpointConnectionError")
         return await super().put(key, source, content_type)
 
 
@@ -85,14 +85,15 @@ def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 async def run_one(db: Database, tmp_path: Path, origin: Origin, storage: LocalStorage,
-                  credits: int = 10) -> tuple[Video, Principal, Path]:
+                  credits: int = 10, store_attempts: int = 5) -> tuple[Video, Principal, Path]:
     deps = Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check, storage=storage,
                 router=Router({"sora-2": ["vendor"]}, {"vendor": UrlVendor(f"{origin.url}/result.mp4")}))
     principal, _ = await accounts.create_user("owner@example.test", credits=credits, db=db)
     created = await videos.generate_video(REQUEST, principal, deps=deps)
     work_dir = tmp_path / "work"
     config = RunnerConfig(lease_seconds=5, claim_interval=0.05, claim_batch=4, max_running=4,
-                          task_timeout_seconds=60, max_video_bytes=1 << 24, work_dir=work_dir)
+                          task_timeout_seconds=60, max_video_bytes=1 << 24, work_dir=work_dir,
+                          store_attempts=store_attempts, store_backoff_seconds=0.05)
     async with httpx.AsyncClient(timeout=10) as http:
         runner = Runner(deps, storage=storage, pool=InlinePool(), http=http, config=config)  # type: ignore[arg-type]
         async with running(runner):
@@ -136,16 +137,32 @@ async def test_a_result_url_is_downloaded_stored_and_completed(db: Database, tmp
     assert list(work_dir.glob("*.download")) == []
 
 
-async def test_a_download_kept_after_a_failed_store_is_not_left_behind(db: Database, tmp_path: Path,
-                                                                     mp4: bytes) -> None:
+async def test_a_failed_store_is_tried_again_without_downloading_again(db: Database, tmp_path: Path,
+                                                                       mp4: bytes) -> None:
     # given storage that fails once (the runner retries after a back-off)
     storage = FlakyStorage(tmp_path / "media", failures=1)
     async with serving({"/result.mp4": Reply(200, [("Content-Type", "video/mp4")], mp4)}) as vendor:
         video, _, work_dir = await run_one(db, tmp_path, vendor, storage)
-    # then the second attempt downloads afresh and completes, and the first download is gone
+    # then the second attempt stores the same download and completes, and nothing is left behind
     assert video.status.value == "COMPLETED", video.error_message
-    assert len(vendor.requests) == 2
-    assert list(work_dir.glob("*.download")) == []
+    assert len(vendor.requests) == 1
+    assert list(work_dir.iterdir()) == []
+
+
+async def test_storage_failing_every_try_fails_the_video_and_releases_the_credits(db: Database, tmp_path: Path,
+                                                                                  mp4: bytes) -> None:
+    # given storage that fails more often than the runner tries
+    storage = FlakyStorage(tmp_path / "media", failures=100)
+    async with serving({"/result.mp4": Reply(200, [("Content-Type", "video/mp4")], mp4)}) as vendor:
+        video, principal, work_dir = await run_one(db, tmp_path, vendor, storage, store_attempts=3)
+    # then after three tries it FAILS saying why, with its credits back and nothing published
+    assert video.status.value == "FAILED"
+    assert video.error_message == "could not store the result: storing failed: EndpointConnectionError"
+    assert storage.failures == 100 - 3
+    balance = await accounts.get_balance(principal, db=db)
+    assert (balance.available, balance.frozen, balance.used) == (10, 0, 0)
+    assert list((tmp_path / "media").rglob("*.*")) == []
+    assert list(work_dir.iterdir()) == []
 
 
 async def test_an_expired_result_link_fails_the_video_and_releases_the_credits(db: Database,

@@ -18,7 +18,7 @@ from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage
 from kensa_gql.adapters.storage.s3 import S3Storage, make_client, parse_s3_url
 from kensa_gql.app import create_app
-from kensa_gql.domain.errors import ProviderUnavailable
+from kensa_gql.domain.errors import StorageUnavailable
 from kensa_gql.settings import Settings, SettingsError
 from tests.conftest import free_port
 from tests.support import wait_for_status
@@ -161,9 +161,9 @@ async def test_a_deleted_object_is_gone_from_its_presigned_url(aws_env: dict[str
     assert object_keys(aws_env, bucket) == []
 
 
-async def test_a_failed_delete_is_a_provider_error(aws_env: dict[str, str], tmp_path: Path) -> None:
+async def test_a_failed_delete_is_a_storage_error(aws_env: dict[str, str], tmp_path: Path) -> None:
     storage = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
-    with pytest.raises(ProviderUnavailable, match=r"deleting videos/abc\.mp4 from S3 failed"):
+    with pytest.raises(StorageUnavailable, match=r"deleting videos/abc\.mp4 in S3 failed"):
         await storage.delete("videos/abc.mp4")
 
 
@@ -222,9 +222,28 @@ async def test_a_failed_upload_is_retryable_and_keeps_the_source(aws_env: dict[s
                                                                  tmp_path: Path) -> None:
     storage = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
     source = a_file(tmp_path, 100)
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(StorageUnavailable) as caught:
         await storage.put("videos/a.mp4", source, "video/mp4")
     assert source.exists()
+    assert "test-secret-key" not in caught.value.message
+
+
+async def test_a_deleted_key_is_gone_and_deleting_a_missing_one_is_fine(aws_env: dict[str, str], bucket: str,
+                                                                       tmp_path: Path) -> None:
+    storage = s3_storage(f"s3://{bucket}/p", aws_env, tmp_path)
+    await storage.put("videos/a.mp4", a_file(tmp_path, 10), "video/mp4")
+    await storage.delete("videos/a.mp4")
+    await storage.delete("thumbnails/never-stored.jpg")
+    assert object_keys(aws_env, bucket) == []
+
+
+async def test_readiness_writes_a_probe_and_names_a_bucket_it_cannot_write(aws_env: dict[str, str], bucket: str,
+                                                                         tmp_path: Path) -> None:
+    await s3_storage(f"s3://{bucket}/p", aws_env, tmp_path).check_writable()
+    assert object_keys(aws_env, bucket) == []  # the probe is removed again
+    missing = s3_storage("s3://no-such-bucket-here/p", aws_env, tmp_path)
+    with pytest.raises(StorageUnavailable, match="'no-such-bucket-here'") as caught:
+        await missing.check_writable()
     assert "test-secret-key" not in caught.value.message
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.app import create_app
+from kensa_gql.domain.errors import StorageUnavailable
 from kensa_gql.settings import Settings, SettingsError
 from tests.conftest import LiveServer
 from tests.support import wait_for_status
@@ -56,3 +57,25 @@ async def test_work_in_progress_files_are_not_served(client: httpx.AsyncClient, 
     (work / "secret.mp4").write_bytes(b"not yet")
     assert (await client.get("/media/.work/secret.mp4")).status_code == 404
     assert (await client.get("/media/videos/../.work/secret.mp4")).status_code == 404
+
+
+async def test_a_put_that_cannot_be_written_is_retryable_keeps_the_source_and_leaves_no_part(tmp_path: Path) -> None:
+    # a regular file where the folder should be fails the write for any user, root included
+    root = tmp_path / "media"
+    root.mkdir()
+    (root / "videos").write_text("not a directory")
+    storage = storage_from_url(f"file://{root}", media_dir=tmp_path, public_url="http://gw.test")
+    source = tmp_path / "work.mp4"
+    source.write_bytes(b"video")
+    with pytest.raises(StorageUnavailable, match=r"^storing videos/a\.mp4 failed: ") as caught:
+        await storage.put("videos/a.mp4", source, "video/mp4")
+    assert str(tmp_path) not in caught.value.message
+    assert source.read_bytes() == b"video"
+    with pytest.raises(StorageUnavailable, match=r"videos/"):
+        await storage.check_writable()
+    await storage.delete("videos/a.mp4")  # nothing there, nothing to do
+    (root / "videos").unlink()
+    await storage.check_writable()
+    stored = await storage.put("videos/a.mp4", source, "video/mp4")
+    assert stored.size == 5 and not source.exists()
+    assert sorted(p.name for p in root.rglob("*")) == ["a.mp4", "thumbnails", "videos"]

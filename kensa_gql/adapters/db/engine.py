@@ -12,18 +12,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # two deferred transactions can both read a balance and then race to write it: SQLite answers
 # the loser with SQLITE_BUSY instead of waiting, whatever the busy timeout.
 IMMEDIATE = "kensa_begin_immediate"
+# How long a statement waits for a lock held elsewhere before the request gets 503 UNAVAILABLE
+# (KENSA_DB_LOCK_TIMEOUT_SECONDS): SQLite's busy timeout, PostgreSQL's lock_timeout.
+DEFAULT_LOCK_TIMEOUT = 5.0
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=10,
-                                     connect_args={"timeout": 30})
-        _configure_sqlite(engine)
+                                     connect_args={"timeout": lock_timeout})
+        _configure_sqlite(engine, busy_timeout_ms=max(1, round(lock_timeout * 1000)))
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # lock_timeout bounds waits for row and table locks; the connect timeout bounds reaching a
+    # server that does not answer (one that refuses fails at once).
+    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                               connect_args={"timeout": max(lock_timeout, 5.0), "server_settings": {
+                                   "lock_timeout": str(max(1, round(lock_timeout * 1000)))}})
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so BEGIN is ours to write.
@@ -31,7 +38,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

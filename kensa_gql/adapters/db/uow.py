@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from types import TracebackType
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from kensa_gql.adapters.db.engine import IMMEDIATE
+from kensa_gql.adapters.db.engine import DEFAULT_LOCK_TIMEOUT, IMMEDIATE
+from kensa_gql.adapters.db.failures import unavailable
 from kensa_gql.adapters.db.tables import users
+from kensa_gql.domain.errors import Unavailable
 
 
 class UnitOfWork:
@@ -19,12 +22,17 @@ class UnitOfWork:
     PostgreSQL the repositories lock the rows they change (``FOR UPDATE``). ``gate``: an
     in-process lock a SQLite writer holds around its transaction (see Database).
 
+    A database that cannot serve (locked past ``lock_timeout``, unreachable, read-only) raises the
+    domain's Unavailable, whether that shows on entering or inside the block (failures.py).
+
     It also keeps each user's count of live videos (users.live_videos): the stores note every
     video they create or soft-delete, and commit writes the net change in the same transaction.
     """
 
-    def __init__(self, engine: AsyncEngine, *, write: bool, gate: asyncio.Lock | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, write: bool, gate: asyncio.Lock | None = None,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self._engine = engine
+        self._lock_timeout = lock_timeout
         self._write = write
         self._gate = gate
         self._conn: AsyncConnection | None = None
@@ -38,8 +46,24 @@ class UnitOfWork:
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
+        try:
+            return await self._enter()
+        except Exception as exc:
+            translated = unavailable(exc, lock_timeout=self._lock_timeout, connecting=True)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    async def _enter(self) -> UnitOfWork:
         if self._gate is not None:
-            await self._gate.acquire()
+            try:
+                # Writers queue here in turn; behind a lock held elsewhere each would wait its
+                # own busy timeout, so the queue as a whole gets one timeout too.
+                async with asyncio.timeout(self._lock_timeout):
+                    await self._gate.acquire()
+            except TimeoutError:
+                raise Unavailable("the database is busy with other writers; try again shortly",
+                                  retry_after=math.ceil(self._lock_timeout)) from None
         try:
             conn = await self._engine.connect()
             if self._write and not self.is_postgres:
@@ -93,3 +117,7 @@ class UnitOfWork:
                 self._tx = None
                 if self._gate is not None:
                     self._gate.release()
+        if exc is not None and isinstance(exc, Exception):
+            translated = unavailable(exc, lock_timeout=self._lock_timeout)
+            if translated is not None:
+                raise translated from exc

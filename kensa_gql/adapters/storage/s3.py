@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kensa_gql.domain.errors import ProviderUnavailable
+from kensa_gql.domain.errors import StorageUnavailable
 from kensa_gql.domain.ports import StoredFile
 from kensa_gql.settings import SettingsError
 
@@ -31,6 +32,8 @@ PART_SIZE = 16 * 1024 * 1024  # a 512 MiB video is 32 parts; S3 wants at least 5
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+PROBE_KEY = ".kensa-ready"  # written and deleted by the readiness check, at most once a PROBE_SECONDS
+PROBE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class S3Storage:
         self._client = client
         self._public_base = public_base.rstrip("/")
         self._expiry = url_expiry_seconds
+        self._probed: tuple[float, StorageUnavailable | None] | None = None
         self._transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
                                         max_concurrency=concurrency, use_threads=True)
 
@@ -147,7 +151,7 @@ class S3Storage:
             size = await asyncio.to_thread(self._upload, source, object_key, content_type)
         except (Boto3Error, BotoCoreError, ClientError) as exc:
             # Retryable for the runner; the text names the failure, never the keys.
-            raise ProviderUnavailable(f"storing {key} in S3 failed: {type(exc).__name__}") from exc
+            raise StorageUnavailable(f"storing {key} in S3 failed: {type(exc).__name__}") from exc
         return StoredFile(url=self.url_for(object_key), size=size)
 
     async def delete(self, key: str) -> None:
@@ -160,7 +164,25 @@ class S3Storage:
         try:
             await asyncio.to_thread(self._client.delete_object, Bucket=self.location.bucket, Key=object_key)
         except (Boto3Error, BotoCoreError, ClientError) as exc:
-            raise ProviderUnavailable(f"deleting {key} from S3 failed: {type(exc).__name__}") from exc
+            raise StorageUnavailable(f"deleting {key} in S3 failed: {type(exc).__name__}") from exc
+
+    async def check_writable(self) -> None:
+        """Put and delete a tiny probe object; the answer is kept PROBE_SECONDS (a PUT costs money)."""
+        now = time.monotonic()
+        if self._probed is None or now - self._probed[0] > PROBE_SECONDS:
+            problem: StorageUnavailable | None = None
+            try:
+                await asyncio.to_thread(self._probe, self.location.prefix + PROBE_KEY)
+            except (Boto3Error, BotoCoreError, ClientError) as exc:
+                problem = StorageUnavailable(f"media storage cannot be written: bucket {self.location.bucket!r} "
+                                             f"({type(exc).__name__})", retry_after=5)
+            self._probed = (now, problem)
+        if self._probed[1] is not None:
+            raise self._probed[1]
+
+    def _probe(self, object_key: str) -> None:
+        self._client.put_object(Bucket=self.location.bucket, Key=object_key, Body=b"ok")
+        self._client.delete_object(Bucket=self.location.bucket, Key=object_key)
 
     def _upload(self, source: Path, object_key: str, content_type: str) -> int:
         size = source.stat().st_size

@@ -17,7 +17,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from kensa_gql.api.error_status import is_public
-from kensa_gql.domain.errors import BadUserInput, KensaError
+from kensa_gql.domain.errors import BadUserInput, KensaError, Unavailable
 
 log = logging.getLogger("kensa_gql.errors")
 
@@ -71,6 +71,14 @@ def log_unexpected(errors: list[GraphQLError], request_id: str | None) -> None:
                       error.message, exc_info=cause, extra={"request_id": request_id})
 
 
+def retry_after(errors: list[Any]) -> int | None:
+    """The longest ``retryAfter`` among formatted errors coded UNAVAILABLE, or None if there is none."""
+    waits = [int(e.get("extensions", {}).get("retryAfter", 1)) for e in errors
+             if isinstance(e, dict) and isinstance(e.get("extensions"), dict)
+             and e["extensions"].get("code") == "UNAVAILABLE"]
+    return max(waits) if waits else None
+
+
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
@@ -98,6 +106,8 @@ class ErrorCodes(MaskErrors):
             extensions: dict[str, Any] = {"code": known.code}
             if isinstance(known, BadUserInput) and known.field:
                 extensions["field"] = known.field
+            elif isinstance(known, Unavailable):
+                extensions["retryAfter"] = known.retry_after  # seconds; over HTTP also Retry-After
             return GraphQLError(known.message, nodes=error.nodes, source=error.source,
                                 positions=error.positions, path=error.path, extensions=extensions)
         if is_unexpected(error):

@@ -24,6 +24,10 @@ Beyond Strawberry, both:
 * legacy graphql-ws gets graphql-transport-ws's init timeout: a socket that has not sent
   connection_init in time is closed with 4408, where Strawberry would keep it open for ever.
 
+A database that cannot sign the socket in at connection_init (Unavailable from on_ws_connect) is
+not a refusal: graphql-transport-ws closes 1013 "Try again later", legacy graphql-ws sends
+connection_error with ``extensions.code`` UNAVAILABLE and closes as for a refusal.
+
 The fast path's own graphql-transport-ws (ws/connection.py) does the same, in the same order.
 """
 
@@ -42,7 +46,7 @@ from kensa_gql.api.graphql.context import presented_key, sessions
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws.frames import malformed
 from kensa_gql.api.payloads import JSONTooDeep
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.domain.errors import Unauthenticated, Unavailable
 
 # What an operation's close may meet when the client went first: nothing to do about it then.
 _GONE = (OSError, RuntimeError, WebSocketDisconnected)
@@ -89,7 +93,11 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
             self._leave()
 
     async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except Unavailable:
+            await self.websocket.close(code=1013, reason="Try again later")
+            return
         if self.connection_acknowledged:
             self._join()
 
@@ -158,7 +166,13 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
 
     async def handle_connection_init(self, message: Any) -> None:
         self._init_received = True  # the clock stops, whatever the outcome (as graphql-transport-ws)
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except Unavailable as busy:
+            await self.send_message({"type": "connection_error", "payload": {"message": busy.message, "extensions": {
+                "code": busy.code, "retryAfter": busy.retry_after}}})
+            await self.websocket.close(code=1011, reason="")
+            return
         if self.connection_acknowledged:
             self._join()
 

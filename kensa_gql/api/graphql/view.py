@@ -30,13 +30,14 @@ from starlette.websockets import WebSocket
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
 from kensa_gql.api.graphql import protocols
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.encoding import dumps
+from kensa_gql.api.graphql.errors import retry_after
 from kensa_gql.api.graphql.fastpath import post
 from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments, RememberPrepared, inert
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
@@ -150,7 +151,11 @@ class KensaGraphQL(GraphQL[Context, None]):
         return Context(request)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Sign the socket in at connection_init: the payload's Authorization, else the upgrade's header."""
+        """Sign the socket in at connection_init: the payload's Authorization, else the upgrade's header.
+
+        Unavailable (the database cannot say who this is now) goes up to the handlers in
+        protocols.py, which tell the client to come back rather than that it is forbidden.
+        """
         try:
             principal = await authenticate(context.connection, context.connection_params)
         except Unauthenticated as refused:
@@ -165,6 +170,18 @@ class KensaGraphQL(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         # Every JSON Strawberry reads: POST bodies, GET's variables, both WebSocket protocols' messages.
         return loads(data)
+
+    def create_response(self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+                        sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        # A backing service that cannot serve now (the database locked or down) is a 503 with
+        # Retry-After, as on REST, so proxies and clients back off instead of seeing a 200.
+        results = response_data if isinstance(response_data, list) else [response_data]
+        wait = retry_after([e for r in results for e in (r.get("errors") or [])])
+        if wait is not None and response.status_code == 200:
+            response.status_code = 503
+            response.headers["Retry-After"] = str(wait)
+        return response
 
     def encode_json(self, data: Any) -> str:
         return dumps(data)

@@ -35,7 +35,7 @@ from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws import subscribers
 from kensa_gql.api.graphql.ws.frames import malformed, next_text, payload_of
 from kensa_gql.api.payloads import JSONTooDeep, loads
-from kensa_gql.domain.errors import Unauthenticated
+from kensa_gql.domain.errors import Unauthenticated, Unavailable
 from kensa_gql.domain.watching import Watchers
 from kensa_gql.services.accounts import Principal
 
@@ -202,6 +202,9 @@ class Connection:
                 self.principal = await authenticate(connection, payload)
             except Unauthenticated:
                 await self.close(4403, "Forbidden")
+                return
+            except Unavailable:  # the database cannot say who this is now: 1013, "Try Again Later"
+                await self.close(1013, "Try again later")
                 return
             self.key = presented_key(connection, payload)
             if self.key is not None:
