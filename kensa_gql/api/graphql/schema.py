@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import strawberry
@@ -10,7 +10,8 @@ from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
@@ -36,6 +37,19 @@ class Subscription(VideoSubscriptions):
 
 
 class KensaSchema(strawberry.Schema):
+    async def execute(self, query: str | None, variable_values: dict[str, Any] | None = None,
+                      context_value: Any | None = None, root_value: Any | None = None,
+                      operation_name: str | None = None,
+                      allowed_operation_types: Iterable[OperationType] | None = None,
+                      operation_extensions: dict[str, Any] | None = None) -> ExecutionResult:
+        # execute answers once: a subscription needs a stream (a WebSocket, or a POST that accepts
+        # multipart/mixed, which Strawberry sends to ``stream``). Strawberry would run its
+        # resolver as a query and fail inside graphql-core; refused here, it is the client's 400.
+        allowed = {OperationType.QUERY, OperationType.MUTATION}.intersection(
+            allowed_operation_types if allowed_operation_types is not None else OperationType)
+        return await super().execute(query, variable_values, context_value, root_value, operation_name,
+                                     allowed, operation_extensions)
+
     def process_errors(self, errors: list[GraphQLError],
                        execution_context: ExecutionContext | None = None) -> None:
         # Strawberry logs every error; expected ones (NOT_FOUND, bad input) are not worth a traceback.

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from cross_web import AsyncHTTPRequestAdapter
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +41,7 @@ from kensa_gql.api.graphql.errors import retry_after
 from kensa_gql.api.graphql.fastpath import post
 from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments, RememberPrepared, inert
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
+from kensa_gql.api.graphql.response_media import as_graphql_response_json, wants_graphql_response_json
 from kensa_gql.api.graphql.schema import build_schema
 from kensa_gql.api.graphql.ws import serve as ws
 from kensa_gql.api.graphql.ws.connection import SocketConfig
@@ -48,6 +49,9 @@ from kensa_gql.api.payloads import BodyTooLarge, JSONTooDeep, capped, declared_t
 from kensa_gql.domain.errors import BadUserInput, Unauthenticated
 from kensa_gql.domain.text import check_text
 from kensa_gql.settings import Settings
+
+# Strawberry's HTTP refusals by status, as codes of the error tree (api/error_status.py).
+_REFUSAL_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
 VARIABLES_ALLOWANCE = 64 * 1024
@@ -103,6 +107,8 @@ class KensaGraphQL(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if wants_graphql_response_json(scope):
+            send = as_graphql_response_json(send)
         if declared_too_large(scope, self.max_body_bytes):
             await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
             return
@@ -115,7 +121,13 @@ class KensaGraphQL(GraphQL[Context, None]):
                 body_receive = _replay(body, receive)
             else:
                 body_receive = capped(receive, self.max_body_bytes)
-            await super().__call__(scope, body_receive, send)
+            # Strawberry's ASGI __call__, but its refusals (bad JSON, no query, a batch, 405...)
+            # are GraphQL errors as the GraphQL over HTTP spec has them, not plain text.
+            try:
+                response = await self.run(Request(scope, receive=body_receive))
+            except HTTPException as refused:
+                response = self._refusal(refused, scope["method"])
+            await response(scope, body_receive, send)
         except BodyTooLarge:
             await self._too_large(DocumentTooLarge(self.max_body_bytes), scope, receive, send)
         except DocumentTooLarge as exc:
@@ -125,6 +137,14 @@ class KensaGraphQL(GraphQL[Context, None]):
             await self._error(400, error, scope, receive, send)
         except BadUserInput as exc:  # from parse_http_body: resolvers' errors never propagate this far
             await self._error(400, GraphQLError(exc.message, extensions={"code": exc.code}), scope, receive, send)
+
+    def _refusal(self, refused: HTTPException, method: str) -> Response:
+        status, allow = refused.status_code, "GET, POST"
+        if status == 400 and method == "GET" and "not allowed when using GET" in refused.reason:
+            status, allow = 405, "POST"  # a mutation over GET: the spec's 405, pointing at POST
+        error = GraphQLError(refused.reason, extensions={"code": _REFUSAL_CODES.get(status, "BAD_USER_INPUT")})
+        return Response(json.dumps({"errors": [error.formatted]}), status_code=status, media_type="application/json",
+                        headers={"Allow": allow} if status == 405 else None)
 
     async def _too_large(self, refused: DocumentTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
         await self._error(413, refused.as_graphql_error(), scope, receive, send)
