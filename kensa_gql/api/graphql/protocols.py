@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any, cast
 
+from starlette.websockets import WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -74,6 +76,24 @@ class _SignedIn:
         if self._joined_as is not None:
             sessions(self.context.connection).leave(self._joined_as, self)
             self._joined_as = None
+
+
+class SocketAdapter(ASGIWebSocketAdapter):
+    """Strawberry's WebSocket adapter, quiet once the socket is closed.
+
+    When a handler closes a socket (a malformed message, a duplicate id, a revoked key), its
+    operations' tasks may still be sending: Starlette refuses a send after the close, and each
+    refusal was logged as "Exception in worker task". There is nobody left to tell, so what
+    comes after the close is dropped, and a second close is a no-op.
+    """
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await super().close(code, reason)
 
 
 def _key(value: object) -> bool:
@@ -188,8 +208,11 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
             await self.websocket.close(code=1011, reason="")
 
     async def handle_message(self, message: Any) -> None:
-        if not isinstance(message, dict) or not _key(message.get("id")):
+        # Ignored, as the legacy handler ignores unknown types: a message with no type to read.
+        if not isinstance(message, dict) or not _key(message.get("id")) or not isinstance(message.get("type"), str):
             return
+        if message["type"] == "stop" and "id" not in message:
+            return  # nothing to stop
         if message.get("type") == "start" and self.connection_acknowledged:
             payload = message.get("payload")
             if "id" not in message:

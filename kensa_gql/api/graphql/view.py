@@ -73,6 +73,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class KensaGraphQL(GraphQL[Context, None]):
     """GraphQL over HTTP (GET and POST) and both WebSocket subprotocols."""
 
+    websocket_adapter_class = protocols.SocketAdapter
+
     def __init__(self, schema: Schema, *, max_document_bytes: int, max_tokens: int, graphiql: bool,
                  max_subscriptions_per_connection: int, allowed_origins: Sequence[str],
                  connection_init_timeout_seconds: float, documents: PreparedDocuments | None) -> None:
