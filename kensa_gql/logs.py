@@ -60,7 +60,9 @@ class TextFormatter(logging.Formatter):
         return escape(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return _escape_lines(super().formatException(ei))
+        # Indented, every line of it: an exception's message may carry a client's newline, and a
+        # line it starts must not pass for a record of its own (records start at the margin).
+        return "\n".join("  " + line for line in _escape_lines(super().formatException(ei)).split("\n"))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

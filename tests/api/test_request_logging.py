@@ -90,3 +90,16 @@ def test_a_traceback_keeps_its_lines_but_escapes_the_rest() -> None:
     for line in TextFormatter("%(message)s").format(record).splitlines():
         assert line.isprintable()
     assert "bad \\x1b[31m value" in json.loads(JsonFormatter().format(record))["traceback"]
+
+
+def test_a_newline_in_an_exception_message_cannot_forge_a_line_in_the_text_format() -> None:
+    forged = "2026-12-03 10:00:00,000 INFO kensa_gql.access: GET /admin 200"
+    try:
+        raise ValueError(f"bad uuid x\n{forged}")
+    except ValueError:
+        record = logging.LogRecord("kensa_gql.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    first, *rest = text.splitlines()
+    assert " ERROR kensa_gql.x: failed" in first
+    assert rest and all(line.startswith("  ") for line in rest), text  # none at the margin, as a record is
+    assert any(line.strip() == forged for line in rest)  # still there to read, as part of the traceback
