@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode
 from hypothesis_graphql import strategies as gql_st
 
-from kensa_gql.app import create_app
-from kensa_gql.services import videos
-from kensa_gql.settings import Settings
-from tests.api.graphql.test_websocket_protocol import FOLLOW, LEGACY_WS, ME, REQUEST, TRANSPORT_WS, Client, Gateway
+from tests.api.graphql.asgi_sockets import FOLLOW, LEGACY_WS, ME, TRANSPORT_WS, Client, Gateway
 from tests.audit import audit_ledger
 from tests.conftest import LiveServer
 
@@ -103,17 +100,6 @@ def _frames(protocol: str, uuid: str) -> st.SearchStrategy[Any]:
 
 # Every close code either protocol documents (graphql-transport-ws's 44xx, WebSocket's own).
 DOCUMENTED_CLOSES = {1000, 1002, 1011, 1013, 4400, 4401, 4403, 4408, 4409, 4429}
-
-
-@pytest.fixture
-async def gateway(settings: Settings, make_user: Any) -> AsyncIterator[Gateway]:
-    """The app in this test's loop (spoken to through ASGI), a user, and a video of theirs."""
-    app = create_app(settings.model_copy(update={"graphql_connection_init_timeout_seconds": 0.3}), run_worker=False)
-    async with app.router.lifespan_context(app):
-        user = await make_user(credits=10)
-        principal = await app.state.authenticator.authenticate(user.key)
-        made = await videos.generate_video(REQUEST, principal, deps=app.state.deps)
-        yield Gateway(app, user.key, made.video.uuid)
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
