@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import fanout, ledger_check, load, seed, throughput
 from bench.servers import ROOT, Server, gateway_argv, pinning_possible, running, uvicorn_argv
+from kensa_gql.domain.ledger import MAX_CREDITS
 
 FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout")
 GRAPHQL_FIGURES = {"graphql-read", "graphql-list"}
@@ -244,7 +245,7 @@ def main(argv: list[str]) -> int:
     try:
         needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
         seeded = seed.seed(workdir, "reads.db", videos=sizes.videos) if needs_reads else None
-        generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=10**12)
+        generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=MAX_CREDITS)
                      if "generate" in selected else None)
         env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING",
                "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false"}
