@@ -36,6 +36,7 @@ from kensa_gql.adapters.providers.registry import (
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
+from kensa_gql.api import console
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
+        *console.routes(console=settings.console, graphiql=settings.graphiql),
     ]
     middleware = [Middleware(RequestContext)]
     if settings.cors_origins:

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     # GraphQL
     graphiql: bool = True
+    console: bool = True  # the web console at / (api/console/)
     introspection: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     graphql_max_depth: int = Field(default=12, ge=1)

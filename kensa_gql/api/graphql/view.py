@@ -34,6 +34,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from kensa_gql.api import console
 from kensa_gql.api.graphql import protocols
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.encoding import dumps
@@ -188,6 +189,10 @@ class KensaGraphQL(GraphQL[Context, None]):
         context.sign_in(principal)
         unset: UnsetType = UNSET
         return unset
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Strawberry's page loads React and GraphiQL from a CDN; ours, the same files shipped with us.
+        return console.graphiql_response()
 
     def decode_json(self, data: str | bytes) -> object:
         # Every JSON Strawberry reads: POST bodies, GET's variables, both WebSocket protocols' messages.

@@ -1,0 +1,232 @@
+"""The web console in a real browser: Playwright driving Debian's chromium against `kensa-gql serve`.
+
+One served process (SQLite, the embedded local renderer made quick) is shared by the module; the
+restart test has its own, stopped and started again on the same port and database. Screenshots of
+the main screens go to tests/e2e/screenshots/ (ignored by git; docs/images/ keeps two of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from kensa_gql.adapters.db.database import Database
+from kensa_gql.adapters.db.engine import create_engine
+from kensa_gql.adapters.db.migrate import upgrade
+from kensa_gql.domain.catalog import Catalog
+from kensa_gql.services import accounts
+from kensa_gql.settings import Settings
+from tests.processes import Replica, gateway_env
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it); Playwright cannot download one here
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+MODELS = [spec.id for spec in Catalog.load().models if spec.enabled]
+ME = "{ me { credits { available frozen used total } } }"
+TIMEOUT_MS = 30_000
+
+
+class Gateway:
+    """A served gateway on SQLite, and a way to make users in its database."""
+
+    def __init__(self, folder: Path, generation_seconds: float) -> None:
+        self.settings = Settings(database_url=f"sqlite+aiosqlite:///{folder}/kensa.db", media_dir=folder / "media",
+                                 local_generation_seconds=generation_seconds, claim_interval_seconds=0.1,
+                                 lease_seconds=2.0)
+        upgrade(self.settings.database_url)
+        self.replica = Replica("console", gateway_env(self.settings), folder, worker=True)
+        self.url = self.replica.url
+        self.users = 0
+
+    def start(self) -> None:
+        self.replica.start()
+        self.replica.wait_ready()
+
+    async def user(self, credits: int) -> str:
+        """A new user's API key."""
+        self.users += 1
+        db = Database(create_engine(self.settings.database_url))
+        try:
+            _, issued = await accounts.create_user(f"console{self.users}@example.test", credits=credits, db=db)
+        finally:
+            await db.dispose()
+        return issued.key
+
+    async def credits(self, key: str) -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            r = await client.post("/graphql", json={"query": ME}, headers={"Authorization": f"Bearer {key}"})
+        credits: dict[str, int] = r.json()["data"]["me"]["credits"]
+        return credits
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    served = Gateway(tmp_path_factory.mktemp("console"), generation_seconds=1.5)
+    served.start()
+    yield served
+    served.replica.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+async def signed_in(browser: Browser | BrowserContext, url: str, key: str, *, width: int = 1280) -> Page:
+    page = await (browser.new_page(viewport={"width": width, "height": 900}) if isinstance(browser, Browser)
+                  else browser.new_page())
+    await page.goto(url)
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#workspace")).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(page.locator("#f-model option")).to_have_count(len(MODELS))
+    return page
+
+
+async def generate(page: Page, model: str | None = None) -> str:
+    """Submits the form (with its defaults, ``model`` aside); returns the new video's uuid."""
+    if model:
+        await page.get_by_label("Model").select_option(model)
+    before = set(await page.locator("#gallery li").evaluate_all("cards => cards.map(c => c.dataset.uuid)"))
+    await page.get_by_role("button", name="Generate").click()
+    card = page.locator("#gallery li").first
+    await expect(card).not_to_have_attribute("data-uuid", re.compile("^(" + "|".join(before or {"-"}) + ")$"),
+                                             timeout=TIMEOUT_MS)
+    uuid = await card.get_attribute("data-uuid")
+    assert uuid
+    return uuid
+
+
+async def completed(page: Page, uuid: str) -> None:
+    card = page.locator(f'#gallery li[data-uuid="{uuid}"]')
+    await expect(card).to_have_attribute("data-status", "COMPLETED", timeout=TIMEOUT_MS)
+    await expect(card.locator("progress")).to_have_attribute("value", "100")
+
+
+async def shown_credits(page: Page) -> dict[str, int]:
+    return {name: int(await page.locator(f"#credits-{name}").inner_text())
+            for name in ("available", "frozen", "used", "total")}
+
+
+def screenshot(name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return SCREENSHOTS / f"{name}.png"
+
+
+async def test_a_bad_key_is_refused_and_a_good_one_signs_in(gateway: Gateway, browser: Browser) -> None:
+    key = await gateway.user(credits=7)
+    page = await browser.new_page()
+    await page.goto(gateway.url)
+    await page.get_by_label("API key").fill("kg_not_a_key")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#api-key-error")).to_have_text("That key was not accepted.")
+    await page.screenshot(path=screenshot("sign-in-refused"))
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#workspace")).to_be_visible()
+    await expect(page.locator("#credits-available")).to_have_text("7")
+    assert key not in page.url
+    assert await page.evaluate("sessionStorage.getItem('kensa.apiKey')") == key
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_label("API key")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('kensa.apiKey')") is None
+
+
+async def test_each_model_makes_a_video_that_plays(gateway: Gateway, browser: Browser) -> None:
+    # given a user with enough credits for one video of each model at the form's defaults
+    key = await gateway.user(credits=100)
+    page = await signed_in(browser, gateway.url, key)
+    uuids = []
+    for number, model in enumerate(MODELS):
+        # when the form is submitted with that model and its defaults
+        uuids.append(await generate(page, model))
+        if number == 0:
+            await expect(page.locator("#gallery li progress").first).to_be_visible()
+            await page.screenshot(path=screenshot("generate"), full_page=True)
+    # then each progress bar reaches 100 % and each video plays
+    for uuid in uuids:
+        await completed(page, uuid)
+    await expect(page.locator("#credits-frozen")).to_have_text("0")
+    credits = await shown_credits(page)
+    assert credits == await gateway.credits(key)
+    assert credits["used"] == 100 - credits["available"] > 0
+    await page.screenshot(path=screenshot("gallery"), full_page=True)
+    for uuid in uuids:
+        await page.locator(f'#gallery li[data-uuid="{uuid}"] button').click()
+        video = page.locator("#detail-player video")
+        await expect(video).to_be_visible()
+        duration = await video.evaluate("""v => v.readyState >= 1 ? v.duration : new Promise(resolve =>
+            v.addEventListener('loadedmetadata', () => resolve(v.duration), { once: true }))""")
+        assert duration > 0, uuid
+    await page.screenshot(path=screenshot("detail"), full_page=True)
+
+
+async def test_insufficient_credits_show_the_servers_message_and_charge_nothing(
+        gateway: Gateway, browser: Browser) -> None:
+    key = await gateway.user(credits=5)
+    page = await signed_in(browser, gateway.url, key, width=360)
+    before = await gateway.credits(key)
+    await page.get_by_label("Model").select_option("veo-3-1")  # 4 s at 2.5 credits a second: 10
+    await page.get_by_role("button", name="Generate").click()
+    await expect(page.locator("#f-credits-error")).to_contain_text("insufficient credits: 10 required, 5 available")
+    await page.screenshot(path=screenshot("insufficient-credits-360px"), full_page=True)
+    assert await gateway.credits(key) == before
+    assert await shown_credits(page) == before
+    await expect(page.locator("#gallery li")).to_have_count(0)
+
+
+async def test_a_deleted_video_leaves_the_gallery(gateway: Gateway, browser: Browser) -> None:
+    key = await gateway.user(credits=10)
+    page = await signed_in(browser, gateway.url, key)
+    uuid = await generate(page, "sora-2")
+    await completed(page, uuid)
+    await page.locator(f'#gallery li[data-uuid="{uuid}"] button').click()
+    await page.get_by_role("button", name="Delete").click()
+    await expect(page.locator("#gallery li")).to_have_count(0)
+    await expect(page.locator("#detail")).to_be_hidden()
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        r = await client.post("/graphql", json={"query": "{ videos { total } }"},
+                              headers={"Authorization": f"Bearer {key}"})
+    assert r.json()["data"]["videos"]["total"] == 0
+
+
+async def test_two_tabs_of_one_user_both_see_a_video_complete(gateway: Gateway, browser: Browser) -> None:
+    key = await gateway.user(credits=10)
+    # given two tabs of one browser, each signed in (the key is kept per tab)
+    context = await browser.new_context()
+    tabs = [await signed_in(context, gateway.url, key) for _ in range(2)]
+    # when one of them generates, then both follow the video to the end
+    uuid = await generate(tabs[0], "sora-2")
+    for tab in tabs:
+        await completed(tab, uuid)
+        await expect(tab.locator("#credits-used")).to_have_text("1")
+    await context.close()
+
+
+async def test_a_dropped_websocket_reconnects_and_keeps_the_final_state(
+        tmp_path: Path, browser: Browser) -> None:
+    # given a video still being made when the server goes away
+    served = await asyncio.to_thread(Gateway, tmp_path, 4.0)
+    await asyncio.to_thread(served.start)
+    try:
+        key = await served.user(credits=10)
+        page = await signed_in(browser, served.url, key)
+        uuid = await generate(page, "sora-2")
+        await expect(page.locator("#live")).to_have_text("Live", timeout=TIMEOUT_MS)
+        # when it is restarted on the same port and database
+        await asyncio.to_thread(served.replica.stop)
+        await expect(page.locator("#live")).to_have_text("Reconnecting…", timeout=TIMEOUT_MS)
+        await asyncio.to_thread(served.start)
+        # then the page reconnects and shows the video completed, credits settled
+        await completed(page, uuid)
+        await expect(page.locator("#credits-used")).to_have_text("1", timeout=TIMEOUT_MS)
+    finally:
+        served.replica.stop()
