@@ -24,6 +24,7 @@ install: $(STAMP) $(NODE_CLIENT)/node_modules/.package-lock.json
 run: install
 	$(BIN)/kensa-gql db upgrade
 	$(BIN)/kensa-gql users ensure-demo
+	@echo "Web console: http://127.0.0.1:8000/ (sign in with the API key above); GraphiQL: http://127.0.0.1:8000/graphql"
 	$(BIN)/kensa-gql serve --host 127.0.0.1 --port 8000
 
 # The GraphQL suite runs a second time on stock Strawberry (KENSA_GRAPHQL_FASTPATH=false): every

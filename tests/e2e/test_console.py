@@ -11,10 +11,11 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
@@ -29,6 +30,7 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 MODELS = [spec.id for spec in Catalog.load().models if spec.enabled]
 ME = "{ me { credits { available frozen used total } } }"
 TIMEOUT_MS = 30_000
+KEYLESS_SUBSCRIPTION = 'subscription { videoStatus(uuid: "9b2f6a0e-4c1d-4e8a-9f3b-0a1b2c3d4e5f") { status } }'
 
 
 class Gateway:
@@ -149,7 +151,7 @@ async def test_each_model_makes_a_video_that_plays(gateway: Gateway, browser: Br
         # when the form is submitted with that model and its defaults
         uuids.append(await generate(page, model))
         if number == 0:
-            await expect(page.locator("#gallery li progress").first).to_be_visible()
+            await expect(page.locator("#gallery li .pct").first).not_to_have_text(" 0 %", timeout=TIMEOUT_MS)
             await page.screenshot(path=screenshot("generate"), full_page=True)
     # then each progress bar reaches 100 % and each video plays
     for uuid in uuids:
@@ -178,6 +180,7 @@ async def test_insufficient_credits_show_the_servers_message_and_charge_nothing(
     await page.get_by_role("button", name="Generate").click()
     await expect(page.locator("#f-credits-error")).to_contain_text("insufficient credits: 10 required, 5 available")
     await page.screenshot(path=screenshot("insufficient-credits-360px"), full_page=True)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360  # readable without side-scrolling
     assert await gateway.credits(key) == before
     assert await shown_credits(page) == before
     await expect(page.locator("#gallery li")).to_have_count(0)
@@ -230,3 +233,27 @@ async def test_a_dropped_websocket_reconnects_and_keeps_the_final_state(
         await expect(page.locator("#credits-used")).to_have_text("1", timeout=TIMEOUT_MS)
     finally:
         served.replica.stop()
+
+
+async def test_graphiql_works_offline_and_a_subscription_without_a_key_fails_at_once(
+        gateway: Gateway, browser: Browser) -> None:
+    # given a browser that may reach the gateway and nothing else
+    page = await browser.new_page()
+    elsewhere: list[str] = []
+
+    async def only_the_gateway(route: Route) -> None:
+        if route.request.url.startswith(gateway.url):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_the_gateway)
+    # when GraphiQL runs a subscription with no Authorization header
+    await page.goto(f"{gateway.url}/graphql?q={quote(KEYLESS_SUBSCRIPTION)}")
+    await expect(page.locator(".graphiql-query-editor")).to_be_visible(timeout=TIMEOUT_MS)
+    await page.locator(".graphiql-execute-button").click()
+    # then it says so instead of retrying (graphql-ws would retry a 4403 close)
+    await expect(page.locator(".graphiql-response")).to_contain_text("4403 Forbidden", timeout=5_000)
+    await page.screenshot(path=screenshot("graphiql-offline"))
+    assert elsewhere == []

@@ -62,7 +62,7 @@ export async function request(key, query, variables = {}) {
 }
 
 /**
- * The subscription client. It reconnects after a dropped connection (forever, backing off to 4 s)
+ * The subscription client. It reconnects after a dropped connection (forever, backing off to 2 s)
  * and re-sends every active subscription; `onReconnect` lets the page re-read what it shows,
  * since videoStatus starts with the video as it is now, nothing final is lost while away.
  * A 4403 close (the key was refused) is final: graphql-ws would retry it.
@@ -75,7 +75,7 @@ export function subscriptions(key, { onReconnect, onRefused, onState }) {
     lazy: true,
     keepAlive: 10_000,
     retryAttempts: Infinity,
-    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 4000))),
+    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 2000))),
     shouldRetry: (event) => {
       if (event && event.code === 4403) {
         onRefused();

@@ -23,7 +23,7 @@ export class GenerateForm {
     const data = await this.api(DOCUMENTS.models(withPrices));
     this.models = data.models.filter((m) => m.enabled);
     const select = $("f-model");
-    select.replaceChildren(...this.models.map((m) => h("option", { value: m.id }, `${m.name} (${m.provider})`)));
+    select.replaceChildren(...this.models.map((m) => h("option", { value: m.id }, m.name)));
     this.fillOptions();
   }
 
