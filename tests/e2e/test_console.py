@@ -1,7 +1,7 @@
 """The web console in a real browser: Playwright driving Debian's chromium against `kensa-gql serve`.
 
 One served process (SQLite, the embedded local renderer made quick) is shared by the module; the
-restart test has its own, stopped and started again on the same port and database. Screenshots of
+restart test stops it and starts it again on the same port and database. Screenshots of
 the main screens go to tests/e2e/screenshots/ (ignored by git; docs/images/ keeps two of them).
 """
 
@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
 from kensa_gql.adapters.db.database import Database
@@ -30,6 +31,7 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 MODELS = [spec.id for spec in Catalog.load().models if spec.enabled]
 ME = "{ me { credits { available frozen used total } } }"
 TIMEOUT_MS = 30_000
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEYLESS_SUBSCRIPTION = 'subscription { videoStatus(uuid: "9b2f6a0e-4c1d-4e8a-9f3b-0a1b2c3d4e5f") { status } }'
 
 
@@ -68,18 +70,27 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    served = Gateway(tmp_path_factory.mktemp("console"), generation_seconds=1.5)
+    served = Gateway(tmp_path_factory.mktemp("console"), generation_seconds=2.5)
     served.start()
     yield served
     served.replica.stop()
 
 
-@pytest.fixture
+# One browser for the module (a launch costs seconds); each test opens its own pages and contexts.
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
         launched = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         await launched.close()
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="module")
+async def closed_pages(browser: Browser) -> AsyncIterator[None]:
+    """Each test's pages (and their sockets) close with the test."""
+    yield
+    for context in browser.contexts:
+        await context.close()
 
 
 async def signed_in(browser: Browser | BrowserContext, url: str, key: str, *, width: int = 1280) -> Page:
@@ -140,6 +151,7 @@ async def test_a_bad_key_is_refused_and_a_good_one_signs_in(gateway: Gateway, br
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_label("API key")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('kensa.apiKey')") is None
+    assert key not in gateway.replica.log()
 
 
 async def test_each_model_makes_a_video_that_plays(gateway: Gateway, browser: Browser) -> None:
@@ -214,25 +226,20 @@ async def test_two_tabs_of_one_user_both_see_a_video_complete(gateway: Gateway, 
     await context.close()
 
 
-async def test_a_dropped_websocket_reconnects_and_keeps_the_final_state(
-        tmp_path: Path, browser: Browser) -> None:
+async def test_a_dropped_websocket_reconnects_and_keeps_the_final_state(gateway: Gateway, browser: Browser) -> None:
     # given a video still being made when the server goes away
-    served = await asyncio.to_thread(Gateway, tmp_path, 4.0)
-    await asyncio.to_thread(served.start)
-    try:
-        key = await served.user(credits=10)
-        page = await signed_in(browser, served.url, key)
-        uuid = await generate(page, "sora-2")
-        await expect(page.locator("#live")).to_have_text("Live", timeout=TIMEOUT_MS)
-        # when it is restarted on the same port and database
-        await asyncio.to_thread(served.replica.stop)
-        await expect(page.locator("#live")).to_have_text("Reconnecting…", timeout=TIMEOUT_MS)
-        await asyncio.to_thread(served.start)
-        # then the page reconnects and shows the video completed, credits settled
-        await completed(page, uuid)
-        await expect(page.locator("#credits-used")).to_have_text("1", timeout=TIMEOUT_MS)
-    finally:
-        served.replica.stop()
+    key = await gateway.user(credits=10)
+    page = await signed_in(browser, gateway.url, key)
+    uuid = await generate(page, "sora-2")
+    await expect(page.locator("#live")).to_have_text("Live", timeout=TIMEOUT_MS)
+    # when it is restarted on the same port and database (its runner stopped mid-render: the
+    # restarted one takes the task over once the lease lapses)
+    await asyncio.to_thread(gateway.replica.stop)
+    await expect(page.locator("#live")).to_have_text("Reconnecting…", timeout=TIMEOUT_MS)
+    await asyncio.to_thread(gateway.start)
+    # then the page reconnects and shows the video completed, credits settled
+    await completed(page, uuid)
+    await expect(page.locator("#credits-used")).to_have_text("1", timeout=TIMEOUT_MS)
 
 
 async def test_graphiql_works_offline_and_a_subscription_without_a_key_fails_at_once(

@@ -76,7 +76,10 @@ export class Gallery {
 
   render() {
     const list = $("gallery");
+    // Progress events re-draw the cards: keep the keyboard focus on the card that had it.
+    const focused = list.contains(document.activeElement) ? document.activeElement.closest("li")?.dataset.uuid : null;
     list.replaceChildren(...this.videos.map((video) => this.card(video)));
+    if (focused) list.querySelector(`li[data-uuid="${focused}"] button`)?.focus();
     $("gallery-empty").hidden = this.videos.length > 0;
     const pages = Math.max(1, Math.ceil(this.total / PAGE_SIZE));
     $("videos-page").textContent = `Page ${this.page} of ${pages} (${this.total} videos)`;
