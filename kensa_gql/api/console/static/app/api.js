@@ -19,7 +19,8 @@ export const DOCUMENTS = {
   video: `query ConsoleVideo($uuid: ID!) { video(uuid: $uuid) { ${VIDEO_FIELDS} } }`,
   generate: `mutation ConsoleGenerate($input: GenerateVideoInput!) { generateVideo(input: $input) { ${VIDEO_FIELDS} } }`,
   remove: `mutation ConsoleDelete($uuid: ID!) { deleteVideo(uuid: $uuid) { uuid deleted } }`,
-  cancel: `mutation ConsoleCancel($uuid: ID!) { cancelVideo(uuid: $uuid) { ${VIDEO_FIELDS} } }`,
+  // Only sent when the schema has cancelVideo (app.js asks by introspection).
+  cancel: `mutation ConsoleCancel($uuid: ID!) { cancelVideo(uuid: $uuid) { outcome video { ${VIDEO_FIELDS} } } }`,
   history: `query ConsoleHistory($page: Int!, $pageSize: Int!) {
     creditHistory(page: $page, pageSize: $pageSize) {
       total page pageSize transactions { id transType credits balanceAfter videoUuid createdAt } } }`,

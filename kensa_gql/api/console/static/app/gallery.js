@@ -171,7 +171,8 @@ export class Gallery {
     if (!uuid) return;
     try {
       const data = await this.api(DOCUMENTS.cancel, { uuid });
-      this.update(data.cancelVideo);
+      if (data.cancelVideo.video) this.update(data.cancelVideo.video);
+      announce(`Cancel: ${data.cancelVideo.outcome.toLowerCase().replace("_", " ")}`);
     } catch (error) {
       $("detail-error").textContent = `${error.message} (${error.code})`;
     }
