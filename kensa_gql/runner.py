@@ -35,7 +35,7 @@ from kensa_gql.domain.errors import (
     StorageUnavailable,
     Unavailable,
 )
-from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
+from kensa_gql.domain.ports import Cancellable, JobState, ProviderJob, ResultFile, Storage, StoredFile
 from kensa_gql.domain.videos import (
     FailureCode,
     LedgerEffect,
@@ -325,7 +325,15 @@ class Runner:
                 return await self._reload_task(task), video
             message = last.message if last else "no provider accepted the task"
             return task, await self._fail(video, FailureCode.PROVIDER_UNAVAILABLE, message)
-        await self._write_task(task, provider_task_id=provider_task_id)
+        try:
+            await self._write_task(task, provider_task_id=provider_task_id)
+        except LeaseLost:
+            # Stopped (or taken over) while it was being submitted: nobody will poll this vendor
+            # task, so ask the vendor to drop it where it can.
+            if isinstance(provider, Cancellable):
+                with contextlib.suppress(ProviderError):
+                    await provider.cancel(provider_task_id, job)
+            raise
         video = await self._transition(video, VideoStatus.GENERATING, progress=0, provider=task.provider)
         return await self._reload_task(task), video
 
