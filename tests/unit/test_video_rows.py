@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from kensa_gql.adapters.db.videos_store import VIDEO_COLUMN_NAMES, video_from_mapping, video_from_values
+from kensa_gql.adapters.pubsub import video_from_message, video_to_message
 from kensa_gql.domain.videos import FailureCode, Video, VideoStatus
 
 ROW = (7, "0b7f3c52-4a4e-4f7b-9a0e-0c1d2e3f4a5b", 3, "a fox in the snow", "sora-2", "GENERATING", 40, "local",
@@ -36,3 +37,12 @@ def test_values_build_the_video_the_constructor_builds(status: str, deleted_at_m
 def test_the_built_video_is_still_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         video_from_values(ROW).progress = 50  # type: ignore[misc]
+
+
+def test_a_cancelled_video_travels_between_processes_with_its_failure_code() -> None:
+    row = list(ROW)
+    row[VIDEO_COLUMN_NAMES.index("status")] = "CANCELLED"
+    row[VIDEO_COLUMN_NAMES.index("failure_code")] = "CANCELLED"
+    video = video_from_values(row)
+    back = video_from_message(video_to_message(video))
+    assert back == video and back.failure_code is FailureCode.CANCELLED and back.status is VideoStatus.CANCELLED
