@@ -97,7 +97,7 @@ def cancel_after(value: str | None) -> int | None:
     """The ``Cancel-After`` header in seconds (Replicate's form: ``30s``, ``5m``, ``1h30m``), or None."""
     if value is None:
         return None
-    match = _CANCEL_AFTER.fullmatch(value.strip())
+    match = _CANCEL_AFTER.fullmatch(value)
     if match is None or not any(match.groups()):
         raise BadUserInput("Cancel-After: a duration such as 30s, 5m or 1h30m", field="Cancel-After")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
