@@ -209,15 +209,16 @@ CONFIG = RunnerConfig(lease_seconds=30, claim_interval=0.05, claim_batch=4, max_
                       task_timeout_seconds=600, max_video_bytes=1 << 20, work_dir=Path("/nonexistent"))
 
 
-async def _race(url: str, start: VideoStatus, target: VideoStatus, cancel_first: int, runner_first: int,
-                via_delete: bool) -> None:
+async def _race(url: str, start: VideoStatus, target: VideoStatus, stop_first: int, runner_first: int,
+                stopper: str) -> None:
     db = Database(create_engine(url))
     try:
         deps, _, _ = make_deps(db)
         me, _ = await accounts.create_user(f"{uuidlib.uuid4().hex}@race.test", credits=10, db=db)
-        video = await put_in(db, (await generate_video(REQUEST, me, deps=deps)).video, start)
+        video = await put_in(db, (await generate_video(REQUEST, me, deadline_seconds=5, deps=deps)).video, start)
         runner = Runner(deps, storage=deps.storage, pool=None, http=None, config=CONFIG,  # type: ignore[arg-type]
                         owner=OWNER)
+        past_deadline = video.created_at_ms + 6_000
 
         async def complete() -> Video | None:
             for _ in range(runner_first):
@@ -227,27 +228,32 @@ async def _race(url: str, start: VideoStatus, target: VideoStatus, cancel_first:
             except (LeaseLost, InvalidTransition):
                 return None
 
-        async def cancel() -> Any:
-            for _ in range(cancel_first):
+        async def stop() -> Any:
+            for _ in range(stop_first):
                 await asyncio.sleep(0)
-            if via_delete:
+            if stopper == "delete":
                 return await delete_video(video.uuid, me, deps=deps)
+            if stopper == "deadline":
+                return await expire_deadlines(deps=deps, now=past_deadline)
             return await cancel_video(video.uuid, me, deps=deps)
 
-        finished, cancelled = await asyncio.gather(complete(), cancel())
+        finished, stopped = await asyncio.gather(complete(), stop())
+        if stopper == "deadline" and not stopped:
+            await expire_deadlines(deps=deps, now=past_deadline)  # the next sweep
         async with db.reading() as uow:
             final = await VideosStore(uow).get_by_id(video.id)
         assert final is not None
         audit = await audit_ledger(db, me.user_id)  # exactly one of settle and release, chained
         assert audit.tasks_left == 0
-        if final.status is S.CANCELLED:
-            # a runner's step to UPLOADING may land first: the cancel, retried, still wins after it
+        if final.failure_code in (FailureCode.CANCELLED, FailureCode.DEADLINE_EXCEEDED):
+            assert final.status is (S.FAILED if stopper == "deadline" else S.CANCELLED)
+            # a runner's step to UPLOADING may land first: the stop, retried, still wins after it
             assert finished is None or not target.is_terminal, "a finishing runner must have lost"
             assert audit.holds == {HoldStatus.VOIDED: 1} and audit.available == 10
-        else:  # the runner finished it first; the cancel found it finished
-            assert target.is_terminal, "a cancel never gives up on a video still in flight"
+        else:  # the runner finished it first; the stop found it finished
+            assert target.is_terminal, "a stop never gives up on a video still in flight"
             assert finished is not None and final.status is target
-            assert via_delete or cancelled.outcome is CancelOutcome.ALREADY_FINISHED
+            assert stopper != "cancel" or stopped.outcome is CancelOutcome.ALREADY_FINISHED
             expected = HoldStatus.POSTED if target is S.COMPLETED else HoldStatus.VOIDED
             assert audit.holds == {expected: 1}
     finally:
@@ -261,11 +267,13 @@ def migrated_url(database_url: str) -> str:
 
 
 # Few examples, on both databases: each is a real race between two transactions.
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(step=st.sampled_from([(S.UPLOADING, S.COMPLETED), (S.GENERATING, S.FAILED), (S.PENDING, S.FAILED),
                              (S.GENERATING, S.UPLOADING)]),
-       cancel_first=st.integers(0, 6), runner_first=st.integers(0, 6), via_delete=st.booleans())
-def test_cancel_racing_completion_settles_or_releases_exactly_once(
-        migrated_url: str, step: tuple[VideoStatus, VideoStatus], cancel_first: int, runner_first: int,
-        via_delete: bool) -> None:
-    asyncio.run(_race(migrated_url, step[0], step[1], cancel_first, runner_first, via_delete))
+       stop_first=st.integers(0, 6), runner_first=st.integers(0, 60),  # the sweep reads first: it needs more
+       stopper=st.sampled_from(["cancel", "delete", "deadline"]))
+def test_a_stop_racing_completion_settles_or_releases_exactly_once(
+        migrated_url: str, step: tuple[VideoStatus, VideoStatus], stop_first: int, runner_first: int,
+        stopper: str) -> None:
+    # cancel, delete of a running video, or the deadline sweep, against the runner finishing it
+    asyncio.run(_race(migrated_url, step[0], step[1], stop_first, runner_first, stopper))
