@@ -48,6 +48,7 @@ from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
 from kensa_gql.domain.videos import MEDIA_FOLDERS
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
+from kensa_gql.services.deadlines import sweep_deadlines
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.sessions import Sessions
@@ -146,12 +147,16 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         await events.start()
         runner_task = asyncio.create_task(runner.run(), name="runner") if runner else None
         sessions_task = asyncio.create_task(sessions.run(), name="sessions")
+        # Every process sweeps: a deadline holds with no runner, or a busy one (services/deadlines.py).
+        deadlines_task = asyncio.create_task(
+            sweep_deadlines(deps=deps, interval=settings.deadline_sweep_seconds), name="deadlines")
         try:
             yield
         finally:
-            sessions_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sessions_task
+            for task in (sessions_task, deadlines_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if runner_task is not None:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -181,7 +186,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-                                     allow_headers=["authorization", "content-type", "idempotency-key",
+                                     allow_headers=["authorization", "content-type", "idempotency-key", "cancel-after",
                                                     "x-request-id"]))
     handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}
     # Innermost, inside the request context and CORS: the hottest routes skip Starlette's

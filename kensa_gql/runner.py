@@ -35,8 +35,9 @@ from kensa_gql.domain.errors import (
     StorageUnavailable,
     Unavailable,
 )
-from kensa_gql.domain.ports import JobState, ProviderJob, ResultFile, Storage, StoredFile
+from kensa_gql.domain.ports import Cancellable, JobState, ProviderJob, ResultFile, Storage, StoredFile
 from kensa_gql.domain.videos import (
+    FailureCode,
     LedgerEffect,
     Video,
     VideoStatus,
@@ -45,6 +46,7 @@ from kensa_gql.domain.videos import (
     media_keys,
     next_progress,
 )
+from kensa_gql.domain.watching import Watcher, Watchers
 from kensa_gql.services import ledger
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.videos import unpublish_media
@@ -65,7 +67,26 @@ def _remove(paths: list[Path]) -> None:
 
 
 class LeaseLost(Exception):
-    """Another runner owns this task now; stop driving it without writing anything."""
+    """Another runner owns this task now, or the video was stopped; stop driving it without writing anything."""
+
+
+class _StopWatch(Watcher):
+    """Hears, through the event fan-out, that a driven video ended without the runner (cancelled,
+    past its deadline, deleted), and wakes its driver so polling stops at once. Without events
+    (another process, a gap) the driver still stops at its next write: the stop took its task."""
+
+    __slots__ = ("_nudge", "stopped")
+
+    def __init__(self, uuid: str, watchers: Watchers, nudge: asyncio.Event | None) -> None:
+        super().__init__(uuid, watchers)
+        self._nudge = nudge
+        self.stopped = False
+
+    def changed(self, video: Video) -> None:
+        if video.status.is_terminal or video.deleted:
+            self.stopped = True
+            if self._nudge is not None:
+                self._nudge.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +115,7 @@ class Runner:
         self._wake = asyncio.Event()
         self.last_claim_at: float | None = None  # time.monotonic() of the last successful claim round
         self._nudges: dict[int, asyncio.Event] = {}
+        self._stops: dict[int, _StopWatch] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -225,20 +247,26 @@ class Runner:
                 await VideosStore(uow).finish_task(video.id)
                 await uow.commit()
             return
+        stop = self._stops[video.id] = _StopWatch(video.uuid, self._deps.watchers, self._nudges.get(video.id))
+        stop.start()
+        try:
+            await self._drive_live(task, video)
+        finally:
+            stop.stop()
+            self._stops.pop(video.id, None)
+
+    async def _drive_live(self, task: Task, video: Video) -> None:
         failures = 0
         while not video.status.is_terminal:
             if now_ms() - video.created_at_ms > self._config.task_timeout_seconds * 1000:
-                await self._transition(video, VideoStatus.FAILED, error_message="generation timed out")
+                await self._fail(video, FailureCode.TIMEOUT, "generation timed out")
                 return
             name = task.provider
             provider = self._deps.router.providers.get(name)
             if provider is None:
-                await self._transition(video, VideoStatus.FAILED,
-                                       error_message=f"provider {name} is not configured")
+                await self._fail(video, FailureCode.INTERNAL, f"provider {name} is not configured")
                 return
-            job = ProviderJob(video_uuid=video.uuid, model=video.model, prompt=video.prompt,
-                              duration=video.duration, resolution=video.resolution or "",
-                              aspect_ratio=video.aspect_ratio, start_image_url=video.start_image_url)
+            job = ProviderJob.for_video(video)
             if task.provider_task_id is None:
                 task, video = await self._submit(task, video, job)
                 continue
@@ -251,7 +279,7 @@ class Runner:
                 await self._sleep(task, min(provider.poll_interval * (2 ** min(failures, 5)), 300.0))
                 continue
             except ProviderError as exc:
-                await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
+                await self._fail(video, exc.failure, exc.message)
                 return
             if status.state is JobState.FAILED:
                 if status.retryable and task.route_index + 1 < len(task.route):
@@ -261,8 +289,9 @@ class Runner:
                     await self._write_task(task, route_index=task.route_index + 1, provider_task_id=None)
                     task = await self._reload_task(task)
                     continue
-                await self._transition(video, VideoStatus.FAILED,
-                                       error_message=status.error or f"{name} reported a failure")
+                failure = status.failure or (FailureCode.PROVIDER_UNAVAILABLE if status.retryable
+                                             else FailureCode.PROVIDER_ERROR)
+                await self._fail(video, failure, status.error or f"{name} reported a failure")
                 return
             if status.state is JobState.SUCCEEDED and status.result is not None:
                 video = await self._finish(video, status.result)
@@ -287,7 +316,7 @@ class Runner:
                 if attempt + 1 < SUBMIT_ATTEMPTS:
                     await asyncio.sleep(min(delay, 60.0) * (0.5 + secrets.randbelow(1000) / 1000))
             except ProviderError as exc:
-                return task, await self._transition(video, VideoStatus.FAILED, error_message=exc.message)
+                return task, await self._fail(video, exc.failure, exc.message)
         else:
             if task.route_index + 1 < len(task.route):
                 nxt = task.route[task.route_index + 1]
@@ -295,8 +324,16 @@ class Runner:
                 await self._write_task(task, route_index=task.route_index + 1)
                 return await self._reload_task(task), video
             message = last.message if last else "no provider accepted the task"
-            return task, await self._transition(video, VideoStatus.FAILED, error_message=message)
-        await self._write_task(task, provider_task_id=provider_task_id)
+            return task, await self._fail(video, FailureCode.PROVIDER_UNAVAILABLE, message)
+        try:
+            await self._write_task(task, provider_task_id=provider_task_id)
+        except LeaseLost:
+            # Stopped (or taken over) while it was being submitted: nobody will poll this vendor
+            # task, so ask the vendor to drop it where it can.
+            if isinstance(provider, Cancellable):
+                with contextlib.suppress(ProviderError):
+                    await provider.cancel(provider_task_id, job)
+            raise
         video = await self._transition(video, VideoStatus.GENERATING, progress=0, provider=task.provider)
         return await self._reload_task(task), video
 
@@ -305,22 +342,34 @@ class Runner:
 
         The result's files in the work directory are ours from here on: they are removed however
         this ends, except when another runner takes the task over (it may be writing them anew).
+        A video stopped meanwhile (cancelled, past its deadline) keeps nothing: the result is
+        discarded before it is stored, or withdrawn if the stop came while it was being stored.
         """
+        given = [local for local in (result.path, result.thumbnail_path) if local is not None]
         if video.status is not VideoStatus.UPLOADING:  # already UPLOADING when resumed after a crash
-            video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
-        if await self._deleted(video):
+            try:
+                video = await self._transition(video, VideoStatus.UPLOADING, progress=max(video.progress, 99))
+            except (LeaseLost, InvalidTransition):
+                if await self._stopped(video):
+                    _remove(given)
+                raise
+        fresh = await self._load(video.id)
+        if fresh is not None and fresh.status.is_terminal:  # stopped: the result is never stored
+            _remove(given)
+            raise LeaseLost(f"video {video.uuid} was stopped ({fresh.status}); its result is discarded")
+        if fresh is None or fresh.deleted:
             # Deleted while it was made: it still completes and settles, but nothing is published.
-            _remove([local for local in (result.path, result.thumbnail_path) if local is not None])
+            _remove(given)
             return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=now_ms())
         work: list[Path] = []
-        failure: str | None = None
+        failure: tuple[FailureCode, str] | None = None
         try:
             source, thumb = await self._fetch(video, result, work)
             stored_video, stored_thumb = await self._publish(video, source, thumb)
         except ProviderError as exc:
-            failure = exc.message
+            failure = FailureCode.RESULT_UNAVAILABLE, exc.message
         except StorageUnavailable as exc:
-            failure = f"could not store the result: {exc.message}"
+            failure = FailureCode.STORAGE_ERROR, f"could not store the result: {exc.message}"
         except (LeaseLost, asyncio.CancelledError):
             raise
         except BaseException:
@@ -328,7 +377,7 @@ class Runner:
             raise
         _remove(work)  # before the final status, so a client that sees it finds nothing left over
         if failure is not None:
-            return await self._transition(video, VideoStatus.FAILED, error_message=failure)
+            return await self._fail(video, *failure)
         done = now_ms()
         # A delete that committed while the files went up found nothing to remove: remove them now.
         # (This read follows the upload, and a delete after it removes them itself, so one of the
@@ -336,10 +385,21 @@ class Runner:
         if await self._deleted(video):
             await unpublish_media(video.uuid, storage=self._storage)
             return await self._transition(video, VideoStatus.COMPLETED, completed_at_ms=done)
-        return await self._transition(
-            video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
-            file_size=stored_video.size, completed_at_ms=done,
-            generation_time=max(0, (done - video.created_at_ms) // 1000))
+        try:
+            return await self._transition(
+                video, VideoStatus.COMPLETED, video_url=stored_video.url, thumbnail_url=stored_thumb.url,
+                file_size=stored_video.size, completed_at_ms=done,
+                generation_time=max(0, (done - video.created_at_ms) // 1000))
+        except (LeaseLost, InvalidTransition):
+            # Stopped while the files went up: the stop withdrew what it found, this the rest.
+            if await self._stopped(video):
+                await unpublish_media(video.uuid, storage=self._storage)
+            raise
+
+    async def _stopped(self, video: Video) -> bool:
+        """Whether the video ended without us (cancelled, past its deadline): not another runner's now."""
+        fresh = await self._load(video.id)
+        return fresh is not None and fresh.status in (VideoStatus.CANCELLED, VideoStatus.FAILED)
 
     async def _deleted(self, video: Video) -> bool:
         fresh = await self._load(video.id)
@@ -434,6 +494,12 @@ class Runner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(nudged.wait(), seconds)
         nudged.clear()
+        stop = self._stops.get(task.video_id)
+        if stop is not None and stop.stopped:
+            raise LeaseLost(f"video {task.video_id} was stopped; polling ends")
+
+    async def _fail(self, video: Video, failure: FailureCode, message: str) -> Video:
+        return await self._transition(video, VideoStatus.FAILED, error_message=message, failure_code=failure.value)
 
     async def _transition(self, video: Video, target: VideoStatus, **values: Any) -> Video:
         """Change status (and its ledger effect) in one transaction, then publish."""

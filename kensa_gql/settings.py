@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Durable runner: how long a claimed task stays ours without a heartbeat, how many we hold.
     lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     claim_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How often each process looks for videos past their deadline (Cancel-After / deadlineSeconds).
+    deadline_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
     claim_batch: int = Field(default=16, ge=1, le=1000)
     max_running_tasks: int = Field(default=64, ge=1, le=100_000)
     # `kensa-gql worker` touches this file while its claim loop reaches the database (a container

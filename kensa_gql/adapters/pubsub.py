@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from broadcaster import Broadcast
 
 from kensa_gql.adapters.pubsub_redis import Deliver, RedisChannel, Subscribed
-from kensa_gql.domain.videos import Video, VideoStatus
+from kensa_gql.domain.videos import FailureCode, Video, VideoStatus
 from kensa_gql.domain.watching import Watchers
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def video_to_message(video: Video) -> str:
 def video_from_message(message: str) -> Video:
     data: dict[str, Any] = json.loads(message)
     data["status"] = VideoStatus(data["status"])
+    code = data.get("failure_code")
+    data["failure_code"] = None if code is None else FailureCode(code)
     return Video(**data)
 
 

@@ -30,7 +30,7 @@ def iso_timestamp(ms: int) -> str:
 def video_detail(v: Video) -> dict[str, Any]:
     """``GET /api/v1/video/{uuid}``: exactly these keys."""
     return {
-        "uuid": v.uuid, "prompt": v.prompt, "model": v.model, "status": v.status.value,
+        "uuid": v.uuid, "prompt": v.prompt, "model": v.model, "status": v.status.legacy,
         "provider": v.provider, "videoUrl": v.video_url, "thumbnailUrl": v.thumbnail_url,
         "startImageUrl": v.start_image_url, "duration": v.duration, "resolution": v.resolution,
         "aspectRatio": v.aspect_ratio, "fileSize": v.file_size, "creditsUsed": v.credits_used,
@@ -42,7 +42,7 @@ def video_detail(v: Video) -> dict[str, Any]:
 def video_summary(v: Video) -> dict[str, Any]:
     """An item of ``GET /api/v1/video/list``: exactly these keys."""
     return {
-        "uuid": v.uuid, "prompt": v.prompt, "model": v.model, "status": v.status.value,
+        "uuid": v.uuid, "prompt": v.prompt, "model": v.model, "status": v.status.legacy,
         "videoUrl": v.video_url, "thumbnailUrl": v.thumbnail_url, "duration": v.duration,
         "aspectRatio": v.aspect_ratio, "creditsUsed": v.credits_used, "createdAt": timestamp(v.created_at_ms),
         "completedAt": timestamp(v.completed_at_ms),
@@ -56,7 +56,7 @@ def video_created(v: Video) -> dict[str, Any]:
 
 
 def video_task(v: Video) -> dict[str, Any]:
-    return {"uuid": v.uuid, "status": v.status.value, "progress": v.progress}
+    return {"uuid": v.uuid, "status": v.status.legacy, "progress": v.progress}
 
 
 def model_entry(spec: ModelSpec) -> dict[str, Any]:

@@ -21,6 +21,8 @@ table; GraphQL as an error whose ``extensions.code`` is the same code.
 
 from __future__ import annotations
 
+from kensa_gql.domain.videos import FailureCode
+
 
 class KensaError(Exception):
     """Base of every expected error; ``code`` is stable and part of the public contract."""
@@ -121,22 +123,28 @@ class ProviderError(KensaError):
 
     code = "PROVIDER_ERROR"
     retryable = False
+    failure = FailureCode.PROVIDER_ERROR  # what the video's failure code becomes if this ends it
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 failure: FailureCode | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        if failure is not None:
+            self.failure = failure
 
 
 class ProviderUnavailable(ProviderError):
     """The provider cannot take the request now (network, 5xx, 429, quota, auth)."""
 
     retryable = True
+    failure = FailureCode.PROVIDER_UNAVAILABLE
 
 
 class ContentRejected(ProviderError):
     """The provider refused the content itself (policy, invalid parameters): final."""
 
     retryable = False
+    failure = FailureCode.INVALID_INPUT  # adapters say CONTENT_POLICY where the vendor does
 
 
 class InvalidTransition(KensaError):

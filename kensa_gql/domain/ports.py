@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kensa_gql.domain.catalog import ModelSpec
-from kensa_gql.domain.videos import Video
+from kensa_gql.domain.videos import FailureCode, Video
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,13 @@ class ProviderJob:
     aspect_ratio: str
     start_image_url: str | None = None
     callback_url: str | None = None
+
+    @classmethod
+    def for_video(cls, video: Video) -> ProviderJob:
+        """The job a video stands for (the runner adds its callback URL where a vendor takes one)."""
+        return cls(video_uuid=video.uuid, model=video.model, prompt=video.prompt, duration=video.duration,
+                   resolution=video.resolution or "", aspect_ratio=video.aspect_ratio,
+                   start_image_url=video.start_image_url)
 
 
 class JobState(enum.Enum):
@@ -50,6 +57,7 @@ class JobStatus:
     result: ResultFile | None = None  # set when SUCCEEDED
     error: str | None = None          # the vendor's message when FAILED
     retryable: bool = False           # FAILED for a passing reason (overload, vendor timeout): fail over
+    failure: FailureCode | None = None  # FAILED: the vendor's documented reason, mapped (None: PROVIDER_ERROR)
 
 
 class VideoProvider(Protocol):
@@ -69,6 +77,16 @@ class VideoProvider(Protocol):
 
     async def poll(self, task_id: str, job: ProviderJob) -> JobStatus:
         """Report the job's state. Raises ProviderError."""
+        ...
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """A provider whose vendor documents a cancel call (optional: not every vendor has one)."""
+
+    async def cancel(self, task_id: str, job: ProviderJob) -> bool:
+        """Ask the vendor to stop the task; True if it accepted, False if it could not (already
+        running or finished). Raises ProviderError when the vendor cannot be asked."""
         ...
 
 

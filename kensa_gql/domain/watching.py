@@ -11,7 +11,7 @@ from kensa_gql.domain.videos import Video, VideoStatus
 
 # How far along each status is: a video only ever moves forward through these.
 STAGE = {VideoStatus.PENDING: 0, VideoStatus.GENERATING: 1, VideoStatus.UPLOADING: 2,
-         VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3}
+         VideoStatus.COMPLETED: 3, VideoStatus.FAILED: 3, VideoStatus.CANCELLED: 3}
 _TERMINAL = 3
 
 

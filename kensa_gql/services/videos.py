@@ -1,7 +1,8 @@
-"""Video use cases: generate, read, list, delete."""
+"""Video use cases: generate, read, list, cancel, delete, retry."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -13,13 +14,31 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kensa_gql.adapters.db.videos_store import VideosStore
+from kensa_gql.adapters.db.uow import UnitOfWork
+from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.clock import now_ms
-from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, StorageUnavailable
+from kensa_gql.domain.errors import (
+    BadUserInput,
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    NotFound,
+    ProviderError,
+    StorageUnavailable,
+)
 from kensa_gql.domain.paging import Page
-from kensa_gql.domain.ports import Storage
+from kensa_gql.domain.ports import Cancellable, ProviderJob, Storage
 from kensa_gql.domain.text import check_strings, check_text
-from kensa_gql.domain.videos import Video, media_keys
+from kensa_gql.domain.videos import (
+    MAX_DEADLINE_SECONDS,
+    MIN_DEADLINE_SECONDS,
+    CancelOutcome,
+    FailureCode,
+    Video,
+    VideoStatus,
+    can_transition,
+    media_keys,
+)
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
@@ -30,6 +49,10 @@ IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000
 # A first request still "processing" after this long died half-way; its key may be reused.
 IDEMPOTENCY_ABANDONED_MS = 60_000
 MAX_IDEMPOTENCY_KEY = 255
+# A stop retries when the runner moved the video between its read and its compare-and-set.
+STOP_ATTEMPTS = 5
+# How long a stop waits for the vendor's own cancel call (best effort: ours is already committed).
+PROVIDER_CANCEL_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +78,29 @@ def _uuid_or_none(value: str) -> str | None:
         return None
 
 
+def check_deadline(seconds: int, field: str = "deadlineSeconds") -> int:
+    """A request's deadline in seconds, within 5 s and 24 h; BadUserInput naming ``field`` otherwise."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) \
+            or not MIN_DEADLINE_SECONDS <= seconds <= MAX_DEADLINE_SECONDS:
+        raise BadUserInput(f"{field}: from {MIN_DEADLINE_SECONDS} seconds to {MAX_DEADLINE_SECONDS // 3600} "
+                           "hours", field=field)
+    return seconds
+
+
 async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,
-                         deps: Deps) -> Generated:
-    """Validate and price the request, freeze the credits and queue the task, in one transaction."""
+                         deadline_seconds: int | None = None, deps: Deps) -> Generated:
+    """Validate and price the request, freeze the credits and queue the task, in one transaction.
+
+    With ``deadline_seconds`` the video is stopped (FAILED, DEADLINE_EXCEEDED, credits released)
+    if it has not finished that long after it was accepted (services/deadlines.py).
+    """
     # First: every string of the request (hashed whole below) and the key must be storable text.
     check_strings(raw)
     if idempotency_key is not None:
         check_text(idempotency_key, "idempotencyKey")
+    if deadline_seconds is not None:
+        check_deadline(deadline_seconds)
+        raw = {**raw, "deadlineSeconds": deadline_seconds}  # part of what an idempotency key stands for
     req = deps.catalog.validate(raw)
     spec = deps.catalog.get(req.model)
     assert spec is not None
@@ -84,7 +123,8 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
             video = await store.add(uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt,
                                     model=req.model, duration=req.duration, resolution=req.resolution,
                                     aspect_ratio=req.aspect_ratio, start_image_url=req.start_image_url,
-                                    credits=price, now_ms=now)
+                                    credits=price, now_ms=now,
+                                    deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
             await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
                                 amount=price, now_ms=now)
             await store.add_task(video.id, route, now)
@@ -154,8 +194,91 @@ async def list_videos(principal: Principal, page: Page, *, deps: Deps) -> tuple[
     return await deps.db.reads.owned_videos(principal.user_id, offset=page.offset, limit=page.page_size)
 
 
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    outcome: CancelOutcome
+    video: Video | None  # None when NOT_FOUND
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """A video stopped in flight: as it is now, and the runner task it had (for the vendor's cancel)."""
+
+    video: Video
+    task: Task | None
+    was: VideoStatus
+
+
+async def stop_in(uow: UnitOfWork, video: Video, *, status: VideoStatus, failure: FailureCode, message: str,
+                  now: int) -> Stopped:
+    """Stop ``video`` in the caller's transaction: its task goes, its status changes (compare-and-set)
+    and its hold is released, all or nothing. InvalidTransition if it moved since it was read."""
+    if not can_transition(video.status, status):
+        raise InvalidTransition(f"{video.status} -> {status} is not allowed")
+    store = VideosStore(uow)
+    task = await store.take_task(video.id)
+    stopped = await store.update_status(video, status=status.value, failure_code=failure.value,
+                                        error_message=message)
+    await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+    return Stopped(stopped, task, video.status)
+
+
+async def after_stop(stopped: Stopped, *, deps: Deps) -> None:
+    """Once a stop is committed: tell watchers, withdraw any media, ask the vendor to stop too."""
+    if stopped.was is VideoStatus.UPLOADING:
+        await unpublish_media(stopped.video.uuid, storage=deps.storage)
+    await deps.publisher.video_changed(stopped.video)
+    await cancel_at_provider(stopped, deps=deps)
+
+
+async def cancel_at_provider(stopped: Stopped, *, deps: Deps) -> bool:
+    """Ask the vendor to stop the task where its API documents a cancel; best effort, logged."""
+    task = stopped.task
+    if task is None or task.provider_task_id is None:
+        return False
+    provider = deps.router.providers.get(task.provider)
+    if not isinstance(provider, Cancellable):
+        return False  # polling has stopped and any late result is discarded: nothing is charged
+    try:
+        async with asyncio.timeout(PROVIDER_CANCEL_SECONDS):
+            return await provider.cancel(task.provider_task_id, ProviderJob.for_video(stopped.video))
+    except (ProviderError, TimeoutError) as exc:
+        log.warning("video %s: %s did not take the cancel: %s", stopped.video.uuid, task.provider,
+                    getattr(exc, "message", type(exc).__name__))
+        return False
+
+
+async def cancel_video(uuid: str, principal: Principal, *, deps: Deps) -> Cancellation:
+    """Stop one of the caller's videos and release its credits; idempotent, never charged.
+
+    Exactly one of the runner's completion and this cancel wins: both are compare-and-set on the
+    status in the transaction that settles or releases the hold.
+    """
+    canonical = _uuid_or_none(uuid)
+    if canonical is None:
+        return Cancellation(CancelOutcome.NOT_FOUND, None)
+    for _ in range(STOP_ATTEMPTS):
+        async with deps.db.writing() as uow:
+            video = await VideosStore(uow).get_owned(canonical, principal.user_id)
+            if video is None:
+                return Cancellation(CancelOutcome.NOT_FOUND, None)
+            if video.status is VideoStatus.CANCELLED:
+                return Cancellation(CancelOutcome.CANCELLED, video)
+            if video.status.is_terminal:
+                return Cancellation(CancelOutcome.ALREADY_FINISHED, video)
+            try:
+                stopped = await stop_in(uow, video, status=VideoStatus.CANCELLED, failure=FailureCode.CANCELLED,
+                                        message="cancelled by its owner", now=now_ms())
+            except InvalidTransition:
+                continue  # the runner moved it meanwhile (rolled back): read it again
+            await uow.commit()
+        await after_stop(stopped, deps=deps)
+        return Cancellation(CancelOutcome.CANCELLED, stopped.video)
+    raise Conflict("the video kept changing while it was being cancelled; try again")
+
+
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
-    """Soft-delete: the video and its media disappear; if in flight it still finishes and settles.
+    """Soft-delete: the video and its media disappear; one in flight is cancelled first (never charged).
 
     The row stays (marked deleted) for the ledger and the history; its files are removed from
     storage here, and a runner that finishes it later removes what it stored (runner._finish).
@@ -163,16 +286,52 @@ async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
     canonical = _uuid_or_none(uuid)
     if canonical is None:
         raise NotFound()
-    async with deps.db.writing() as uow:
-        store = VideosStore(uow)
-        video = await store.get_owned(canonical, principal.user_id)
-        if video is None or not await store.soft_delete(video.id, now_ms()):
-            raise NotFound()
-        await uow.commit()
+    for _ in range(STOP_ATTEMPTS):
+        stopped: Stopped | None = None
+        async with deps.db.writing() as uow:
+            store = VideosStore(uow)
+            video = await store.get_owned(canonical, principal.user_id)
+            if video is None:
+                raise NotFound()
+            if not video.status.is_terminal:
+                try:
+                    stopped = await stop_in(uow, video, status=VideoStatus.CANCELLED,
+                                            failure=FailureCode.CANCELLED, message="deleted by its owner",
+                                            now=now_ms())
+                except InvalidTransition:
+                    continue
+                video = stopped.video
+            if not await store.soft_delete(video.id, now_ms()):
+                raise NotFound()
+            await uow.commit()
+        break
+    else:
+        raise Conflict("the video kept changing while it was being deleted; try again")
     await unpublish_media(canonical, storage=deps.storage)
     # Watchers of the video learn at once that it is gone for them.
     await deps.publisher.video_changed(dataclasses.replace(video, deleted=True))
+    if stopped is not None:
+        await cancel_at_provider(stopped, deps=deps)
     return canonical
+
+
+async def retry_video(uuid: str, principal: Principal, *, deps: Deps) -> Generated:
+    """A new video with a failed or cancelled one's parameters (a new charge); BadUserInput when
+    its failure is not one that trying again can cure (content policy, invalid input)."""
+    video = await get_video(uuid, principal, deps=deps)
+    if video.status not in (VideoStatus.FAILED, VideoStatus.CANCELLED):
+        raise BadUserInput("uuid: only a failed or cancelled video can be retried", field="uuid")
+    failure = video.failure_code or FailureCode.INTERNAL
+    if not failure.retryable:
+        raise BadUserInput(f"uuid: the video failed with {failure.value}, which trying again does not cure",
+                           field="uuid")
+    raw: dict[str, Any] = {"prompt": video.prompt, "model": video.model, "duration": video.duration,
+                           "aspectRatio": video.aspect_ratio}
+    if video.resolution is not None:
+        raw["quality"] = video.resolution
+    if video.start_image_url is not None:
+        raw["startImageUrl"] = video.start_image_url
+    return await generate_video(raw, principal, deps=deps)
 
 
 async def unpublish_media(uuid: str, *, storage: Storage) -> bool:

@@ -191,8 +191,8 @@ class DeletedDuringUpload(LocalStorage):
         return await super().put(key, source, content_type)
 
 
-async def test_media_stored_after_a_concurrent_delete_is_removed_again(db: Database, tmp_path: Path,
-                                                                       mp4: bytes) -> None:
+async def test_media_stored_after_a_concurrent_delete_is_removed_again_and_never_charged(
+        db: Database, tmp_path: Path, mp4: bytes) -> None:
     media = tmp_path / "media"
     storage = DeletedDuringUpload(media, base_url="http://gw.test/media")
     async with serving({"/result.mp4": Reply(200, [("Content-Type", "video/mp4")], mp4)}) as origin:
@@ -221,6 +221,9 @@ async def test_media_stored_after_a_concurrent_delete_is_removed_again(db: Datab
                     if video.status.is_terminal and not left:
                         break
                     await asyncio.sleep(0.05)
-    # then the video completed (deleted), and what the runner stored after the delete is gone again
-    assert video.deleted and video.status.value == "COMPLETED"
+    # then the delete cancelled the video while it was UPLOADING (released, never charged), and what
+    # the runner stored after the delete is gone again
+    assert video.deleted and video.status.value == "CANCELLED"
     assert storage.owner_deletes is None  # the delete did happen during the upload
+    balance = await accounts.get_balance(principal, db=db)
+    assert (balance.available, balance.frozen, balance.used) == (10, 0, 0)

@@ -142,5 +142,5 @@ async def test_schemathesis_against_the_live_server(settings: Settings, db: Data
     await money_adds_up(db)
     for audit in audits:
         assert audit.holds.get("PENDING", 0) == 0 and audit.frozen == 0, audit
-        assert set(audit.statuses) <= {"COMPLETED", "FAILED"}, audit
+        assert set(audit.statuses) <= {"COMPLETED", "FAILED", "CANCELLED"}, audit  # a DELETE in flight cancels
     assert sum(audit.holds.total() for audit in audits) > len(made), "the fuzz never started a video"

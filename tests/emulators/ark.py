@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.emulators.common import NEVER, POLICY, RETRYABLE, EmTask, Emulator
+from tests.emulators.common import CANCELLED, NEVER, POLICY, RETRYABLE, EmTask, Emulator
 
 MODELS = ("seedance-1-5-pro-251215", "doubao-seedance-1-5-pro-251215")
 _FIELDS = {"model", "content", "resolution", "ratio", "duration", "generate_audio", "camera_fixed",
@@ -33,6 +33,7 @@ class ArkEmulator(Emulator):
     def routes(self) -> list[BaseRoute]:
         return [Route("/api/v3/contents/generations/tasks", self.create, methods=["POST"]),
                 Route("/api/v3/contents/generations/tasks/{task_id}", self.get_task, methods=["GET"]),
+                Route("/api/v3/contents/generations/tasks/{task_id}", self.cancel, methods=["DELETE"]),
                 Route("/tos/{name}", self.file, methods=["GET"])]
 
     def _authorized(self, request: Request) -> bool:
@@ -52,6 +53,25 @@ class ArkEmulator(Emulator):
                              base=str(request.base_url),
                              callback_url=seen.body.get("callback_url"))
         return JSONResponse({"id": task.id})
+
+    async def cancel(self, request: Request) -> Response:
+        """``DELETE`` cancels a queued task (a finished one's record is deleted); a running task is
+        refused (its exact code was not captured in the notes; any 4xx is a refusal to the adapter)."""
+        await self.record(request)
+        if not self._authorized(request):
+            return error(401, "AuthenticationError", "The API key in the request is missing or invalid.")
+        task = self.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return error(404, "ResourceNotFound", "The specified task is not found.")
+        phase = self.phase(task)
+        if phase == "running" or (phase == "queued" and task.outcome == NEVER and
+                                  time.monotonic() - task.created >= self.script.generation_seconds * 0.2):
+            return error(409, "InvalidAction", "A running task cannot be cancelled.")
+        if phase == "done" and task.outcome != CANCELLED:
+            del self.tasks[task.id]
+        else:
+            task.outcome = CANCELLED
+        return JSONResponse({})
 
     async def get_task(self, request: Request) -> Response:
         await self.record(request)
@@ -77,6 +97,8 @@ class ArkEmulator(Emulator):
                                 "duration": request.get("duration", 5), "framespersecond": 24,
                                 "service_tier": "default", "execution_expires_after": 172800}
         phase = self.phase(task) if final else "running"
+        if task.outcome == CANCELLED:
+            return {**body, "status": "cancelled"}
         if phase == "queued":
             return {**body, "status": "queued"}
         if phase == "running" or task.outcome == NEVER:

@@ -26,6 +26,7 @@ SUCCESS = "success"
 POLICY = "policy"          # the vendor's content moderation refuses the video
 RETRYABLE = "retryable"    # the vendor fails the task for a passing reason (overload)
 NEVER = "never"            # the task runs forever (for the gateway's timeout)
+CANCELLED = "cancelled"    # the gateway cancelled the task through the vendor's cancel call
 
 
 @dataclass
@@ -126,6 +127,8 @@ class Emulator:
 
     def phase(self, task: EmTask) -> str:
         """queued, running or done, by elapsed time against the scripted generation time."""
+        if task.outcome == CANCELLED:
+            return "done"
         elapsed = time.monotonic() - task.created
         total = self.script.generation_seconds
         if task.outcome == NEVER or elapsed < total:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.emulators.common import NEVER, POLICY, RETRYABLE, EmTask, Emulator
+from tests.emulators.common import CANCELLED, NEVER, POLICY, RETRYABLE, EmTask, Emulator
 
 T2V_SIZES = {"1280*720", "720*1280", "960*960", "1088*832", "832*1088",
              "1920*1080", "1080*1920", "1440*1440", "1632*1248", "1248*1632"}
@@ -34,6 +34,7 @@ class DashScopeEmulator(Emulator):
         return [Route("/api/v1/services/aigc/video-generation/video-synthesis", self.create,
                       methods=["POST"]),
                 Route("/api/v1/tasks/{task_id}", self.get_task, methods=["GET"]),
+                Route("/api/v1/tasks/{task_id}/cancel", self.cancel, methods=["POST"]),
                 Route("/oss/{name}", self.file, methods=["GET"])]
 
     def _authorized(self, request: Request) -> bool:
@@ -63,6 +64,21 @@ class DashScopeEmulator(Emulator):
         self.tasks[task.id] = task
         return task
 
+    async def cancel(self, request: Request) -> Response:
+        """Model Studio's task cancel: only a PENDING task can be cancelled (the refusal's exact
+        code was not captured in the notes; any 4xx is a refusal to the adapter)."""
+        await self.record(request)
+        if not self._authorized(request):
+            return error(401, "InvalidApiKey", "Invalid API-key provided.")
+        task = self.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return error(404, "NotFound", "The task does not exist.")
+        if task.outcome == CANCELLED or self.phase(task) != "queued":
+            return error(400, "UnsupportedOperation",
+                         "Failed to cancel the task, please confirm if the task is in PENDING status.")
+        task.outcome = CANCELLED
+        return JSONResponse({"request_id": str(uuid.uuid4())})
+
     async def get_task(self, request: Request) -> Response:
         await self.record(request)
         if not self._authorized(request):
@@ -82,6 +98,8 @@ class DashScopeEmulator(Emulator):
             output["task_status"] = "PENDING"
         elif phase == "running" or task.outcome == NEVER:
             output["task_status"] = "RUNNING"
+        elif task.outcome == CANCELLED:
+            output["task_status"] = "CANCELED"
         elif task.outcome == POLICY:
             output.update(task_status="FAILED", code="DataInspectionFailed",
                           message="Output data may contain inappropriate content.")

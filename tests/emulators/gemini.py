@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.emulators.common import NEVER, POLICY, RETRYABLE, EmTask, Emulator
+from tests.emulators.common import CANCELLED, NEVER, POLICY, RETRYABLE, EmTask, Emulator
 
 MODELS = ("veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-preview")
 _PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "negativePrompt", "personGeneration",
@@ -45,6 +45,7 @@ class GeminiEmulator(Emulator):
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1beta/models/{spec}", self.start, methods=["POST"]),
                 Route("/v1beta/models/{model}/operations/{op}", self.operation, methods=["GET"]),
+                Route("/v1beta/models/{model}/operations/{op}", self.cancel, methods=["POST"]),
                 Route("/v1beta/files/{spec}", self.download, methods=["GET"]),
                 Route("/signed/{name}", self.signed, methods=["GET"])]
 
@@ -92,6 +93,9 @@ class GeminiEmulator(Emulator):
         if self.phase(task) != "done" or task.outcome == NEVER:
             return JSONResponse({"name": name})
         task.done_reported.set()
+        if task.outcome == CANCELLED:  # google.longrunning: a cancelled operation ends with Code.CANCELLED
+            return JSONResponse({"name": name, "done": True,
+                                 "error": {"code": 1, "message": "Operation was cancelled."}})
         if task.outcome == RETRYABLE:
             return JSONResponse({"name": name, "done": True,
                                  "error": {"code": 14, "message": "The service is currently unavailable."}})
@@ -105,6 +109,24 @@ class GeminiEmulator(Emulator):
             uri = f"{task.base}/v1beta/files/{task.id}:download?alt=media"
             response["generateVideoResponse"] = {"generatedSamples": [{"video": {"uri": uri}}]}
         return JSONResponse({"name": name, "done": True, "response": response})
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /v1beta/{operation}:cancel`` (google.longrunning.Operations.CancelOperation): an
+        empty JSON object once cancellation started; an operation already done is refused."""
+        await self.record(request)
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        op, _, method = request.path_params["op"].partition(":")
+        if method != "cancel":
+            return error(404, "Method not found.", "NOT_FOUND")
+        task = self.tasks.get(op)
+        if task is None or task.extra["model"] != request.path_params["model"]:
+            return error(404, "Operation not found.", "NOT_FOUND")
+        if self.phase(task) == "done" and task.outcome != NEVER:
+            return error(400, "The operation is already done.", "FAILED_PRECONDITION")
+        task.outcome = CANCELLED
+        return JSONResponse({})
 
     async def download(self, request: Request) -> Response:
         await self.record(request)

@@ -107,6 +107,9 @@ credit_entries = Table(
     Index("ix_credit_entries_user_history", "user_id", "id"),
 )
 
+# The rows the deadline sweep looks at; its query repeats this text so the planner uses the index.
+DEADLINE_LIVE = "deadline_at_ms IS NOT NULL AND status IN ('PENDING', 'GENERATING', 'UPLOADING')"
+
 videos = Table(
     "videos", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
@@ -131,11 +134,16 @@ videos = Table(
     Column("started_at_ms", BigInteger),
     Column("completed_at_ms", BigInteger),
     Column("deleted_at_ms", BigInteger),
+    Column("failure_code", String(32)),      # domain FailureCode, once FAILED or CANCELLED
+    Column("deadline_at_ms", BigInteger),    # stopped (FAILED, DEADLINE_EXCEEDED) if not finished by then
     CheckConstraint("progress >= 0 AND progress <= 100", name="progress_range"),
     # The owner's list, newest first: only live rows are in it, so a page (and any OFFSET before
     # it) is read straight off the index, never a soft-deleted row looked up to be skipped.
     Index("ix_videos_user_live", "user_id", "created_at_ms", "id",
           sqlite_where=text("deleted_at_ms IS NULL"), postgresql_where=text("deleted_at_ms IS NULL")),
+    # The deadline sweep: only videos with a deadline that are still in flight are in it.
+    Index("ix_videos_due_deadline", "deadline_at_ms",
+          sqlite_where=text(DEADLINE_LIVE), postgresql_where=text(DEADLINE_LIVE)),
 )
 
 # The durable runner's state for a video still in flight; deleted when the video is terminal,

@@ -7,15 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from kensa_gql.adapters.db.tables import idempotency_keys, tasks, users, videos
+from kensa_gql.adapters.db.tables import DEADLINE_LIVE, idempotency_keys, tasks, users, videos
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.domain.errors import InvalidTransition
-from kensa_gql.domain.videos import Video, VideoStatus
+from kensa_gql.domain.videos import FailureCode, Video, VideoStatus
 
-_VIDEO_COLUMNS = [c for c in videos.c if c.name not in ("started_at_ms",)]
+_VIDEO_COLUMNS = [c for c in videos.c if c.name not in ("started_at_ms", "deadline_at_ms")]
 
 # The owner's reads, built once with named parameters. adapters/db/reads.py compiles these same
 # statements for the raw driver, so the rules (the owner's videos only, soft-deleted ones never)
@@ -38,10 +38,12 @@ def video_from_row(row: Any) -> Video:
 
 
 _STATUSES = {status.value: status for status in VideoStatus}
+# None too: a video that has not failed has no code.
+_FAILURES: dict[str | None, FailureCode | None] = {None: None, **{code.value: code for code in FailureCode}}
 VIDEO_COLUMN_NAMES = ("id", "uuid", "user_id", "prompt", "model", "status", "progress", "provider", "video_url",
                       "thumbnail_url", "start_image_url", "duration", "resolution", "aspect_ratio", "file_size",
                       "credits_used", "generation_time", "error_message", "created_at_ms", "completed_at_ms",
-                      "deleted_at_ms")
+                      "deleted_at_ms", "failure_code")
 assert tuple(c.name for c in _VIDEO_COLUMNS) == VIDEO_COLUMN_NAMES, "video_from_values unpacks in this order"
 
 
@@ -53,12 +55,14 @@ def _values_constructor() -> Callable[[Sequence[Any]], Video]:
     slots through their descriptors from the row's positions: 1.0 us, the same value (checked in
     tests/unit/test_video_rows.py).
     """
-    names: dict[str, Any] = {"new": object.__new__, "Video": Video, "statuses": _STATUSES}
+    names: dict[str, Any] = {"new": object.__new__, "Video": Video, "statuses": _STATUSES, "failures": _FAILURES}
     lines = ["def video_from_values(values):", "    video = new(Video)"]
     for field in Video.__dataclass_fields__:
         names[f"set_{field}"] = getattr(Video, field).__set__
         if field == "status":
             value = f"statuses[values[{VIDEO_COLUMN_NAMES.index('status')}]]"
+        elif field == "failure_code":
+            value = f"failures[values[{VIDEO_COLUMN_NAMES.index('failure_code')}]]"
         elif field == "deleted":
             value = f"values[{VIDEO_COLUMN_NAMES.index('deleted_at_ms')}] is not None"
         else:
@@ -83,6 +87,7 @@ def video_from_mapping(r: Mapping[str, Any]) -> Video:
         file_size=r["file_size"], credits_used=r["credits_used"], generation_time=r["generation_time"],
         created_at_ms=r["created_at_ms"], completed_at_ms=r["completed_at_ms"],
         error_message=r["error_message"], deleted=r["deleted_at_ms"] is not None,
+        failure_code=_FAILURES[r["failure_code"]],
     )
 
 
@@ -123,11 +128,13 @@ class VideosStore:
 
     # -- videos ---------------------------------------------------------------------------------
     async def add(self, *, uuid: str, user_id: int, prompt: str, model: str, duration: int, resolution: str,
-                  aspect_ratio: str, start_image_url: str | None, credits: int, now_ms: int) -> Video:
+                  aspect_ratio: str, start_image_url: str | None, credits: int, now_ms: int,
+                  deadline_at_ms: int | None = None) -> Video:
         result = await self._uow.conn.execute(insert(videos).values(
             uuid=uuid, user_id=user_id, prompt=prompt, model=model, status=VideoStatus.PENDING.value,
             progress=0, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio,
             start_image_url=start_image_url, credits_used=credits, created_at_ms=now_ms,
+            deadline_at_ms=deadline_at_ms,
         ).returning(*_VIDEO_COLUMNS))
         self._uow.count_live_videos(user_id, +1)
         return video_from_row(result.one())
@@ -186,6 +193,17 @@ class VideosStore:
             raise InvalidTransition(f"video {video.uuid} is no longer {video.status}")
         return video_from_row(row)
 
+    async def deadline_of(self, video_id: int) -> int | None:
+        return (await self._uow.conn.execute(
+            select(videos.c.deadline_at_ms).where(videos.c.id == video_id))).scalar_one_or_none()
+
+    async def past_deadline(self, now_ms: int, limit: int) -> list[int]:
+        """Ids of videos still in flight whose deadline has passed, soonest first (the partial index)."""
+        rows = await self._uow.conn.execute(
+            select(videos.c.id).where(text(DEADLINE_LIVE), videos.c.deadline_at_ms <= now_ms)
+            .order_by(videos.c.deadline_at_ms).limit(limit))
+        return [int(r[0]) for r in rows]
+
     async def mark_started(self, video_id: int, now_ms: int) -> None:
         await self._uow.conn.execute(update(videos).where(videos.c.id == video_id, videos.c.started_at_ms.is_(None))
                                      .values(started_at_ms=now_ms))
@@ -241,6 +259,17 @@ class VideosStore:
     async def release_lease(self, video_id: int, owner: str) -> None:
         await self._uow.conn.execute(update(tasks).where(tasks.c.video_id == video_id, tasks.c.lease_owner == owner)
                                      .values(lease_owner=None, lease_until_ms=None))
+
+    async def take_task(self, video_id: int) -> Task | None:
+        """Delete a video's task whoever holds it, and return what it was: the video is being stopped.
+
+        Taken first in a stop's transaction, so it locks rows in the runner's order (task, then
+        video, then account) and cannot deadlock with a runner's status change on PostgreSQL; a
+        runner that still drives the task finds it gone at its next write (LeaseLost).
+        """
+        row = (await self._uow.conn.execute(
+            delete(tasks).where(tasks.c.video_id == video_id).returning(*tasks.c))).first()
+        return None if row is None else _task(row)
 
     async def finish_task(self, video_id: int) -> None:
         await self._uow.conn.execute(delete(tasks).where(tasks.c.video_id == video_id))

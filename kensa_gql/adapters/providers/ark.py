@@ -21,11 +21,13 @@ from kensa_gql.adapters.providers.http import (
     as_object,
     as_text,
     cannot_make,
+    failure_of,
     result_url,
 )
 from kensa_gql.domain.catalog import ModelSpec
 from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import JobState, JobStatus, ProviderJob, ResultFile
+from kensa_gql.domain.videos import FailureCode
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ _UNAVAILABLE_CODES = ("AccountOverdueError", "ModelNotOpen", "AuthenticationErro
                       "QuotaExceeded", "RateLimitExceeded", "ServerOverloaded")
 _RETRYABLE_TASK_CODES = ("InternalServiceError", "ServerOverloaded", "ServiceUnavailable",
                          "RateLimitExceeded", "QuotaExceeded")
+# Moderation (Input/OutputVideo/InputImage...SensitiveContentDetected) and input refusals.
+_POLICY_CODES = ("SensitiveContent",)
+_INVALID_CODES = ("InvalidParameter", "InvalidArgument", "InvalidImage")
 
 
 def model_for(base_url: str) -> str:
@@ -91,7 +96,8 @@ class ArkProvider:
         body = request_body(job, vendor_model=self.vendor_model, callback_url=callback)
         response = await self._api.send("POST", "/api/v3/contents/generations/tasks", json=body)
         if response.status_code != 200:
-            raise self._api.failure(response, polling=False, unavailable_codes=_UNAVAILABLE_CODES)
+            raise self._api.failure(response, polling=False, unavailable_codes=_UNAVAILABLE_CODES,
+                                    policy_codes=_POLICY_CODES)
         task_id = self._api.json(response).get("id")
         if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
             raise ProviderUnavailable("ark: the create response carried no usable task id")
@@ -104,6 +110,12 @@ class ArkProvider:
             raise self._api.failure(response, polling=True, unavailable_codes=_UNAVAILABLE_CODES)
         return self.status_of(self._api.json(response))
 
+    async def cancel(self, task_id: str, job: ProviderJob) -> bool:
+        """``DELETE /contents/generations/tasks/{id}``: Ark cancels a task still queued (for a finished
+        one it deletes the record); a running task is refused (4xx), and then False."""
+        response = await self._api.send("DELETE", f"/api/v3/contents/generations/tasks/{quote(task_id, safe='')}")
+        return response.status_code == 200
+
     def status_of(self, task: dict[str, Any]) -> JobStatus:
         status = task.get("status")
         if status == "queued":
@@ -113,16 +125,20 @@ class ArkProvider:
         if status == "succeeded":
             url = result_url(as_object(task.get("content")).get("video_url"))
             if url is None:
-                return JobStatus(JobState.FAILED, error="ark: succeeded without a video_url", retryable=True)
+                return JobStatus(JobState.FAILED, error="ark: succeeded without a video_url", retryable=True,
+                                 failure=FailureCode.RESULT_UNAVAILABLE)
             return JobStatus(JobState.SUCCEEDED, progress=100, result=ResultFile(url=url))
         if status == "failed":
             error = as_object(task.get("error"))
             code, message = as_text(error.get("code")), as_text(error.get("message")) or "task failed"
             text = f"ark: {code}: {message}" if code else f"ark: {message}"
-            return JobStatus(JobState.FAILED, error=self._api.clean(text),
-                             retryable=code.startswith(_RETRYABLE_TASK_CODES))
+            retryable = code.startswith(_RETRYABLE_TASK_CODES)
+            return JobStatus(JobState.FAILED, error=self._api.clean(text), retryable=retryable,
+                             failure=failure_of(code, retryable=retryable, policy=_POLICY_CODES,
+                                                invalid=_INVALID_CODES))
         if status == "expired":  # not started within execution_expires_after: the vendor was too busy
-            return JobStatus(JobState.FAILED, error="ark: the task expired before it ran", retryable=True)
+            return JobStatus(JobState.FAILED, error="ark: the task expired before it ran", retryable=True,
+                             failure=FailureCode.PROVIDER_UNAVAILABLE)
         if status in ("cancelled", "canceled"):
             return JobStatus(JobState.FAILED, error="ark: the task was cancelled")
         # Relays also say pending/processing; anything unknown keeps polling until the task timeout.

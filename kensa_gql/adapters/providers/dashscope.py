@@ -21,11 +21,13 @@ from kensa_gql.adapters.providers.http import (
     as_object,
     as_text,
     cannot_make,
+    failure_of,
     result_url,
 )
 from kensa_gql.domain.catalog import ModelSpec
 from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import JobState, JobStatus, ProviderJob, ResultFile
+from kensa_gql.domain.videos import FailureCode
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ _UNAVAILABLE_CODES = ("Arrearage", "AccessDenied", "AccessDenied.Unpurchased", "
                       "Throttling", "Throttling.RateQuota", "Throttling.AllocationQuota")
 # Task failures that may pass (overload, internal errors); everything else, moderation first, is final.
 _RETRYABLE_TASK_CODES = ("InternalError", "Throttling", "ServiceUnavailable", "SystemError", "RequestTimeOut")
+# Moderation (DataInspectionFailed, data_inspection_failed, IPInfringementSuspect) and input refusals.
+_POLICY_CODES = ("DataInspection", "data_inspection", "IPInfringement")
+_INVALID_CODES = ("InvalidParameter", "InvalidFile", "BadRequest")
 
 
 def plan(model: str, duration: int, resolution: str, aspect_ratio: str,
@@ -80,7 +85,8 @@ class DashScopeProvider:
         response = await self._api.send("POST", "/api/v1/services/aigc/video-generation/video-synthesis",
                                         json=request_body(job), headers={"X-DashScope-Async": "enable"})
         if response.status_code != 200:
-            raise self._api.failure(response, polling=False, unavailable_codes=_UNAVAILABLE_CODES)
+            raise self._api.failure(response, polling=False, unavailable_codes=_UNAVAILABLE_CODES,
+                                    policy_codes=_POLICY_CODES)
         task_id = as_object(self._api.json(response).get("output")).get("task_id")
         if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
             raise ProviderUnavailable("dashscope: the create response carried no usable task id")
@@ -91,6 +97,12 @@ class DashScopeProvider:
         if response.status_code != 200:
             raise self._api.failure(response, polling=True, unavailable_codes=_UNAVAILABLE_CODES)
         return self.status_of(self._api.json(response))
+
+    async def cancel(self, task_id: str, job: ProviderJob) -> bool:
+        """``POST /api/v1/tasks/{id}/cancel``: DashScope cancels a task still PENDING; a running or
+        finished one is refused (4xx), and then False."""
+        response = await self._api.send("POST", f"/api/v1/tasks/{quote(task_id, safe='')}/cancel")
+        return response.status_code == 200
 
     def status_of(self, body: dict[str, Any]) -> JobStatus:
         output = as_object(body.get("output"))
@@ -103,16 +115,19 @@ class DashScopeProvider:
             url = result_url(output.get("video_url"))
             if url is None:
                 return JobStatus(JobState.FAILED, error="dashscope: succeeded without a video_url",
-                                 retryable=True)
+                                 retryable=True, failure=FailureCode.RESULT_UNAVAILABLE)
             return JobStatus(JobState.SUCCEEDED, progress=100, result=ResultFile(url=url))
         if status == "FAILED":
             code, message = as_text(output.get("code")), as_text(output.get("message")) or "task failed"
+            retryable = code.startswith(_RETRYABLE_TASK_CODES)
             return JobStatus(JobState.FAILED, error=self._api.clean(f"dashscope: {code}: {message}" if code
                                                                       else f"dashscope: {message}"),
-                             retryable=code.startswith(_RETRYABLE_TASK_CODES))
+                             retryable=retryable, failure=failure_of(code, retryable=retryable,
+                                                                     policy=_POLICY_CODES, invalid=_INVALID_CODES))
         if status == "CANCELED":
             return JobStatus(JobState.FAILED, error="dashscope: the task was cancelled")
         if status == "UNKNOWN":  # task ids are queryable for 24 hours only
-            return JobStatus(JobState.FAILED, error="dashscope: the task is unknown or expired")
+            return JobStatus(JobState.FAILED, error="dashscope: the task is unknown or expired",
+                             failure=FailureCode.RESULT_UNAVAILABLE)
         log.warning("dashscope reported an unknown task status %r", status)
         return JobStatus(JobState.RUNNING)

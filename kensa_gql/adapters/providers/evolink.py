@@ -22,11 +22,13 @@ from kensa_gql.adapters.providers.http import (
     as_object,
     as_text,
     cannot_make,
+    failure_of,
     result_url,
 )
 from kensa_gql.domain.catalog import ModelSpec
 from kensa_gql.domain.errors import ProviderUnavailable
 from kensa_gql.domain.ports import JobState, JobStatus, ProviderJob, ResultFile
+from kensa_gql.domain.videos import FailureCode
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ _SEEDANCE_ASPECTS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 RETRYABLE_CODES = frozenset({"generation_timeout", "quota_exceeded", "resource_exhausted",
                              "generation_failed_no_content", "service_error", "service_unavailable",
                              "unknown_error"})
+_POLICY_CODES = ("content_policy",)
+_INVALID_CODES = ("invalid_parameters", "image_dimension_mismatch", "image_processing_error")
 
 
 def plan(model: str, duration: int, resolution: str, aspect_ratio: str,
@@ -106,7 +110,7 @@ class EvolinkProvider:
         callback = self._callbacks.url_for(self.name, job.video_uuid) if self._callbacks else None
         response = await self._api.send("POST", "/v1/videos/generations", json=request_body(job, callback))
         if response.status_code != 200:
-            raise self._api.failure(response, polling=False)
+            raise self._api.failure(response, polling=False, policy_codes=_POLICY_CODES)
         task_id = self._api.json(response).get("id")
         if not isinstance(task_id, str) or not _TASK_ID.match(task_id):
             raise ProviderUnavailable("evolink: the create response carried no usable task id")
@@ -129,14 +133,17 @@ class EvolinkProvider:
             url = result_url(_first_result(task))
             if url is None:
                 return JobStatus(JobState.FAILED, error="evolink: completed without a result URL",
-                                 retryable=True)
+                                 retryable=True, failure=FailureCode.RESULT_UNAVAILABLE)
             return JobStatus(JobState.SUCCEEDED, progress=100, result=ResultFile(url=url))
         if status in ("failed", "cancelled", "canceled"):
             error = as_object(task.get("error"))
             code, message = as_text(error.get("code")), as_text(error.get("message"))
             text = ": ".join(part for part in (code, message) if part) or f"task {status}"
-            return JobStatus(JobState.FAILED, error=self._api.clean(f"evolink: {text}"),
-                             retryable=code in RETRYABLE_CODES)
+            retryable = code in RETRYABLE_CODES
+            failure = (FailureCode.RESULT_UNAVAILABLE if code == "resource_not_found"
+                       else failure_of(code, retryable=retryable, policy=_POLICY_CODES, invalid=_INVALID_CODES))
+            return JobStatus(JobState.FAILED, error=self._api.clean(f"evolink: {text}"), retryable=retryable,
+                             failure=failure)
         # Not in the documented enum: keep polling; the task timeout bounds it.
         log.warning("evolink reported an unknown task status %r", status)
         return JobStatus(JobState.RUNNING, progress=progress)

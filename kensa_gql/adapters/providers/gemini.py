@@ -34,6 +34,7 @@ from kensa_gql.adapters.providers.http import (
 from kensa_gql.domain.catalog import ModelSpec
 from kensa_gql.domain.errors import ContentRejected, ProviderError, ProviderUnavailable
 from kensa_gql.domain.ports import JobState, JobStatus, ProviderJob, ResultFile
+from kensa_gql.domain.videos import FailureCode
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ _OPERATION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,8}$")
 # google.rpc.Code values that describe a passing condition, not the request.
 # DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE
 _RETRYABLE_RPC = frozenset({4, 8, 10, 13, 14})
+_INVALID_ARGUMENT = 3
 # A 400 that is about the account or region, not the request: another provider may serve it.
 _UNAVAILABLE_STATUSES = ("FAILED_PRECONDITION",)
 _KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
@@ -109,6 +111,15 @@ class GeminiProvider:
             raise self._failure(response, polling=True)
         return self.status_of(self._api.json(response), job)
 
+    async def cancel(self, task_id: str, job: ProviderJob) -> bool:
+        """``POST /v1beta/{operation}:cancel`` (google.longrunning): best effort on Google's side; an
+        operation that cannot be cancelled answers 4xx or 501 UNIMPLEMENTED, and then False."""
+        if not _OPERATION.match(task_id):
+            return False
+        response = await self._api.send("POST", f"/v1beta/{task_id}:cancel", json={},
+                                        final=lambda r: r.status_code == 501)
+        return response.status_code == 200
+
     def _failure(self, response: httpx.Response, *, polling: bool) -> ProviderError:
         # Google answers a bad key with 400 INVALID_ARGUMENT; only the ErrorInfo reason tells it
         # apart from a bad request, and a bad key means "fail over", not "refuse the video".
@@ -123,22 +134,27 @@ class GeminiProvider:
             error = as_object(operation["error"])
             code = error.get("code")
             message = as_text(error.get("message")) or "operation failed"
-            return JobStatus(JobState.FAILED, error=self._api.clean(f"gemini: {message}"),
-                             retryable=code in _RETRYABLE_RPC)
+            retryable = code in _RETRYABLE_RPC
+            failure = (FailureCode.INVALID_INPUT if code == _INVALID_ARGUMENT
+                       else FailureCode.PROVIDER_UNAVAILABLE if retryable else FailureCode.PROVIDER_ERROR)
+            return JobStatus(JobState.FAILED, error=self._api.clean(f"gemini: {message}"), retryable=retryable,
+                             failure=failure)
         generated = as_object(as_object(operation.get("response")).get("generateVideoResponse"))
         samples = generated.get("generatedSamples")
         video = as_object(samples[0]).get("video") if isinstance(samples, list) and samples else None
         if not isinstance(video, dict):
             filtered = _filtered_message(generated)
             if filtered is None:
-                return JobStatus(JobState.FAILED, error="gemini: finished without a video", retryable=True)
-            return JobStatus(JobState.FAILED, error=self._api.clean(filtered))
+                return JobStatus(JobState.FAILED, error="gemini: finished without a video", retryable=True,
+                                 failure=FailureCode.RESULT_UNAVAILABLE)
+            return JobStatus(JobState.FAILED, error=self._api.clean(filtered), failure=FailureCode.CONTENT_POLICY)
         if isinstance(video.get("encodedVideo"), str):
             return JobStatus(JobState.SUCCEEDED, progress=100,
                              result=ResultFile(path=self._write_inline(video["encodedVideo"], job)))
         url = result_url(video.get("uri"))
         if url is None:
-            return JobStatus(JobState.FAILED, error="gemini: finished without a video", retryable=True)
+            return JobStatus(JobState.FAILED, error="gemini: finished without a video", retryable=True,
+                             failure=FailureCode.RESULT_UNAVAILABLE)
         # The file URI needs the key; a URI anywhere else must never receive it.
         headers = {"x-goog-api-key": self._key} if origin_of(url) == self._api.origin else {}
         return JobStatus(JobState.SUCCEEDED, progress=100, result=ResultFile(url=url, headers=headers))

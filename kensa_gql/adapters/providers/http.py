@@ -25,6 +25,7 @@ import httpx
 
 from kensa_gql.domain.errors import ContentRejected, ProviderError, ProviderUnavailable
 from kensa_gql.domain.ports import ProviderJob
+from kensa_gql.domain.videos import FailureCode
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,16 @@ class VendorHttp:
             text = text.replace(self._secret, REDACTED)
         return text[:MAX_MESSAGE_CHARS]
 
-    def failure(self, response: httpx.Response, *, polling: bool,
-                unavailable_codes: tuple[str, ...] = ()) -> ProviderError:
+    def failure(self, response: httpx.Response, *, polling: bool, unavailable_codes: tuple[str, ...] = (),
+                policy_codes: tuple[str, ...] = ()) -> ProviderError:
         """The error for a non-retryable, non-2xx answer.
 
         Refusals of the request itself (400, 413, 422) are final; authentication, quota and
         permission problems (401, 402, 403) and an unknown model make this provider unusable, so
         the runner fails over; a task the vendor no longer knows (404 while polling) is final.
-        A vendor code listed in ``unavailable_codes`` (quota or billing on a 400) fails over too.
+        A vendor code listed in ``unavailable_codes`` (quota or billing on a 400) fails over too;
+        a refusal whose code contains one of ``policy_codes`` is CONTENT_POLICY, other refusals
+        INVALID_INPUT.
         """
         status = response.status_code
         text = f"{self.vendor}: {self.message(response)} (HTTP {status})"
@@ -163,8 +166,20 @@ class VendorHttp:
         if status == 404:
             return ProviderError(text) if polling else ProviderUnavailable(text)
         if status in (400, 409, 413, 415, 422):
-            return ContentRejected(text)
+            policy = code is not None and any(p in code for p in policy_codes)
+            return ContentRejected(text, failure=FailureCode.CONTENT_POLICY if policy else FailureCode.INVALID_INPUT)
         return ProviderError(text)
+
+
+def failure_of(code: str, *, retryable: bool, policy: tuple[str, ...] = (),
+               invalid: tuple[str, ...] = ()) -> FailureCode:
+    """A vendor's task failure code on our taxonomy: its moderation codes (``policy``, matched as
+    substrings), its input refusals (``invalid``, as prefixes), then passing or not."""
+    if code and any(p in code for p in policy):
+        return FailureCode.CONTENT_POLICY
+    if code and code.startswith(invalid) and invalid:
+        return FailureCode.INVALID_INPUT
+    return FailureCode.PROVIDER_UNAVAILABLE if retryable else FailureCode.PROVIDER_ERROR
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:

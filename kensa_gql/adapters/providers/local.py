@@ -75,6 +75,17 @@ class LocalProvider:
         return JobStatus(JobState.SUCCEEDED, progress=100,
                          result=ResultFile(path=state.video, thumbnail_path=state.thumbnail))
 
+    async def cancel(self, task_id: str, job: ProviderJob) -> bool:
+        """Forget the job; its files go as soon as its render (which cannot be interrupted) ends."""
+        state = self._jobs.pop(task_id, None)
+        if state is None:
+            return False  # not rendered in this process, or already reported
+        if state.render is None or state.render.done():
+            _unlink(state)
+        else:
+            state.render.add_done_callback(lambda _render: _unlink(state))
+        return True
+
     def _start(self, task_id: str, job: ProviderJob) -> _Job:
         self._work_dir.mkdir(parents=True, exist_ok=True)
         video = self._work_dir / f"{job.video_uuid}.mp4"
@@ -98,10 +109,14 @@ class LocalProvider:
     def _forget(self, task_id: str) -> None:
         state = self._jobs.pop(task_id, None)
         if state is not None:
-            state.video.unlink(missing_ok=True)
-            state.thumbnail.unlink(missing_ok=True)
+            _unlink(state)
 
     async def close(self) -> None:
         for state in self._jobs.values():
             if state.render is not None:
                 state.render.cancel()
+
+
+def _unlink(state: _Job) -> None:
+    state.video.unlink(missing_ok=True)
+    state.thumbnail.unlink(missing_ok=True)

@@ -19,7 +19,14 @@ from urllib.parse import quote
 import httpx
 
 from kensa_gql.adapters.fetcher import fetch_image
-from kensa_gql.adapters.providers.http import RetryPolicy, VendorHttp, as_object, as_text, cannot_make
+from kensa_gql.adapters.providers.http import (
+    RetryPolicy,
+    VendorHttp,
+    as_object,
+    as_text,
+    cannot_make,
+    failure_of,
+)
 from kensa_gql.adapters.providers.images import fit_png
 from kensa_gql.domain.catalog import ModelSpec
 from kensa_gql.domain.errors import ProviderUnavailable
@@ -33,6 +40,9 @@ _VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # A 429 that waiting will not fix.
 _QUOTA_CODES = ("insufficient_quota", "billing_hard_limit_reached")
 _RETRYABLE_VIDEO_CODES = ("server_error", "internal_error", "rate_limit_exceeded", "timeout")
+# Moderation (moderation_blocked, content_policy_violation) and refused inputs.
+_POLICY_CODES = ("moderation", "content_policy")
+_INVALID_CODES = ("invalid_",)
 
 ImageFetcher = Callable[[str], Awaitable[tuple[bytes, str]]]
 
@@ -87,7 +97,7 @@ class OpenAIProvider:
         if response.status_code != 200:
             if response.status_code == 429:  # an exhausted quota: another provider, not a retry
                 raise ProviderUnavailable(f"openai: {self._api.message(response)} (HTTP 429)")
-            raise self._api.failure(response, polling=False)
+            raise self._api.failure(response, polling=False, policy_codes=_POLICY_CODES)
         video_id = self._api.json(response).get("id")
         if not isinstance(video_id, str) or not _VIDEO_ID.match(video_id):
             raise ProviderUnavailable("openai: the create response carried no usable video id")
@@ -115,7 +125,9 @@ class OpenAIProvider:
             error = as_object(video.get("error"))
             code, message = as_text(error.get("code")), as_text(error.get("message")) or "generation failed"
             text = f"openai: {code}: {message}" if code else f"openai: {message}"
-            return JobStatus(JobState.FAILED, error=self._api.clean(text),
-                             retryable=code in _RETRYABLE_VIDEO_CODES)
+            retryable = code in _RETRYABLE_VIDEO_CODES
+            return JobStatus(JobState.FAILED, error=self._api.clean(text), retryable=retryable,
+                             failure=failure_of(code, retryable=retryable, policy=_POLICY_CODES,
+                                                invalid=_INVALID_CODES))
         log.warning("openai reported an unknown video status %r", status)
         return JobStatus(JobState.RUNNING, progress=progress)

@@ -1,4 +1,4 @@
-"""Videos: the types, the queries, generate/delete, and the live ``videoStatus`` subscription."""
+"""Videos: the types, the queries, generate/cancel/retry/delete, and the live ``videoStatus`` subscription."""
 
 from __future__ import annotations
 
@@ -20,17 +20,56 @@ from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
 
 
-@strawberry.enum(description="Where a video is in its life; COMPLETED and FAILED are final.")
+@strawberry.enum(description="Where a video is in its life; COMPLETED, FAILED and CANCELLED are final.")
 class VideoStatus(enum.Enum):
     PENDING = strawberry.enum_value("PENDING", description="Accepted and queued; its credits are frozen.")
     GENERATING = strawberry.enum_value("GENERATING", description="A provider is making it; see `progress`.")
     UPLOADING = strawberry.enum_value("UPLOADING", description="Made; being stored.")
     COMPLETED = strawberry.enum_value("COMPLETED",
                                       description="Ready at `videoUrl`; its credits are used.")
-    FAILED = strawberry.enum_value("FAILED", description="Not made; its credits were given back.")
+    FAILED = strawberry.enum_value("FAILED", description="Not made; its credits were given back. See `failure`.")
+    CANCELLED = strawberry.enum_value(
+        "CANCELLED", description="Stopped by its owner (`cancelVideo`); its credits were given back.")
 
 
 _STATUS = {s: VideoStatus(s.value) for s in domain.VideoStatus}
+
+
+@strawberry.enum(description="Why a video failed or was cancelled.")
+class FailureCode(enum.Enum):
+    CONTENT_POLICY = strawberry.enum_value("CONTENT_POLICY",
+                                           description="The vendor refused the prompt or image (not retryable).")
+    INVALID_INPUT = strawberry.enum_value("INVALID_INPUT",
+                                          description="The vendor refused the parameters or image (not retryable).")
+    PROVIDER_ERROR = strawberry.enum_value("PROVIDER_ERROR", description="The vendor failed for its own reasons.")
+    PROVIDER_UNAVAILABLE = strawberry.enum_value(
+        "PROVIDER_UNAVAILABLE", description="No vendor could take or finish it (overload, outage).")
+    RESULT_UNAVAILABLE = strawberry.enum_value(
+        "RESULT_UNAVAILABLE", description="Made, but the result could not be fetched or was not playable.")
+    STORAGE_ERROR = strawberry.enum_value("STORAGE_ERROR", description="Made, but it could not be stored.")
+    DEADLINE_EXCEEDED = strawberry.enum_value(
+        "DEADLINE_EXCEEDED", description="Not finished by its deadline (`deadlineSeconds`, REST `Cancel-After`).")
+    TIMEOUT = strawberry.enum_value("TIMEOUT", description="Not finished within this deployment's time limit.")
+    CANCELLED = strawberry.enum_value("CANCELLED", description="Its owner cancelled (or deleted) it.")
+    INTERNAL = strawberry.enum_value("INTERNAL", description="The gateway's own fault.")
+
+
+_FAILURE = {c: FailureCode(c.value) for c in domain.FailureCode}
+
+
+@strawberry.type(description="Why a video ended without a result.")
+class Failure:
+    code: FailureCode = strawberry.field(description="The reason, from a fixed taxonomy.")
+    retryable: bool = strawberry.field(description="Whether the same request may succeed again (`retryVideo`).")
+    message: str = strawberry.field(description="What happened, for people.")
+
+    @classmethod
+    def of(cls, v: domain.Video) -> Failure | None:
+        """Null unless FAILED or CANCELLED (a FAILED video from before the taxonomy reads INTERNAL)."""
+        if v.status is not domain.VideoStatus.FAILED and v.status is not domain.VideoStatus.CANCELLED:
+            return None
+        code = v.failure_code or domain.FailureCode.INTERNAL
+        return cls(code=_FAILURE[code], retryable=code.retryable, message=v.error_message or code.value)
 _iso = render.iso_timestamp
 
 
@@ -56,6 +95,8 @@ class Video:
     created_at: str = strawberry.field(description="When it was requested (UTC ISO 8601, milliseconds, `Z`).")
     completed_at: str | None = strawberry.field(description="When it completed (same format as `createdAt`).")
     error_message: str | None = strawberry.field(description="Why it failed, when it failed.")
+    failure: Failure | None = strawberry.field(
+        description="Why it failed or was cancelled, with a code clients can branch on; null otherwise.")
 
     @classmethod
     def from_domain(cls, v: domain.Video) -> Video:
@@ -71,7 +112,8 @@ class Video:
             "credits_used": v.credits_used, "generation_time": v.generation_time,
             "created_at": _iso(v.created_at_ms),
             "completed_at": None if v.completed_at_ms is None else _iso(v.completed_at_ms),
-            "error_message": v.error_message}
+            "error_message": v.error_message,
+            "failure": Failure.of(v)}
         return video
 
 
@@ -100,6 +142,21 @@ class DeleteVideoResult:
     deleted: bool = strawberry.field(description="Always true: failures are errors.")
 
 
+@strawberry.enum(description="What `cancelVideo` found.")
+class CancelOutcome(enum.Enum):
+    CANCELLED = strawberry.enum_value("CANCELLED", description="Cancelled, now or by an earlier request; "
+                                                               "its credits were given back.")
+    ALREADY_FINISHED = strawberry.enum_value("ALREADY_FINISHED",
+                                             description="It had already completed or failed; nothing changed.")
+    NOT_FOUND = strawberry.enum_value("NOT_FOUND", description="Unknown, deleted or not the caller's.")
+
+
+@strawberry.type(description="The outcome of `cancelVideo`.")
+class CancelResult:
+    outcome: CancelOutcome = strawberry.field(description="What the cancel found.")
+    video: Video | None = strawberry.field(description="The video as it is now; null when NOT_FOUND.")
+
+
 @strawberry.input(description="What to make. The model decides which durations, ratios and qualities exist.")
 class GenerateVideoInput:
     prompt: str = strawberry.field(description="What the video should show.")
@@ -116,6 +173,11 @@ class GenerateVideoInput:
         default=strawberry.UNSET,
         description="Retry-safe key (like REST's Idempotency-Key header): the same key with the same input "
                     "returns the first video instead of making another.")
+    deadline_seconds: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Stop the video if it has not finished this many seconds after it was accepted "
+                    "(5 to 86400; like REST's Cancel-After): it ends FAILED with DEADLINE_EXCEEDED and its "
+                    "credits are given back.")
 
     def as_request(self) -> dict[str, Any]:
         """The REST request body this input stands for, so both APIs hash a request alike."""
@@ -130,6 +192,10 @@ class GenerateVideoInput:
     @property
     def key(self) -> str | None:
         return self.idempotency_key if isinstance(self.idempotency_key, str) else None
+
+    @property
+    def deadline(self) -> int | None:
+        return self.deadline_seconds if isinstance(self.deadline_seconds, int) else None
 
 
 GenerateInputArg = Annotated[GenerateVideoInput, strawberry.argument(description="What to make.")]
@@ -163,11 +229,24 @@ class VideoMutations:
     async def generate_video(self, info: Info[Context, None], input: GenerateInputArg) -> Video:
         principal = await info.context.principal()
         result = await service.generate_video(input.as_request(), principal, idempotency_key=input.key,
-                                              deps=info.context.deps)
+                                              deadline_seconds=input.deadline, deps=info.context.deps)
+        return Video.from_domain(result.video)
+
+    @strawberry.mutation(description="Stop one of the caller's videos: it ends CANCELLED and is never charged "
+                                     "(its credits are given back). Idempotent.")
+    async def cancel_video(self, info: Info[Context, None], uuid: UuidArg) -> CancelResult:
+        result = await service.cancel_video(uuid, await info.context.principal(), deps=info.context.deps)
+        return CancelResult(outcome=CancelOutcome(result.outcome.value),
+                            video=None if result.video is None else Video.from_domain(result.video))
+
+    @strawberry.mutation(description="Make a failed or cancelled video again with the same parameters (a new "
+                                     "video and a new charge); BAD_USER_INPUT when its failure is not retryable.")
+    async def retry_video(self, info: Info[Context, None], uuid: UuidArg) -> Video:
+        result = await service.retry_video(uuid, await info.context.principal(), deps=info.context.deps)
         return Video.from_domain(result.video)
 
     @strawberry.mutation(
-        description="Delete one of the caller's videos (one still in flight finishes and is paid).")
+        description="Delete one of the caller's videos (one still in flight is cancelled first and never paid).")
     async def delete_video(self, info: Info[Context, None], uuid: UuidArg) -> DeleteVideoResult:
         deleted = await service.delete_video(uuid, await info.context.principal(), deps=info.context.deps)
         return DeleteVideoResult(uuid=strawberry.ID(deleted), deleted=True)
@@ -176,7 +255,7 @@ class VideoMutations:
 @strawberry.type
 class VideoSubscriptions:
     @strawberry.subscription(description="The video now, then once per change of status or progress; "
-                                         "completes after COMPLETED or FAILED.")
+                                         "completes after COMPLETED, FAILED or CANCELLED.")
     async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncIterable[Video]:
         # Authorised before the stream starts, so NOT_FOUND ends only this operation, cleanly.
         context = info.context

@@ -15,7 +15,7 @@ from kensa_gql.api.error_status import HTTP_STATUS
 from kensa_gql.domain.catalog import Catalog, ModelSpec
 from kensa_gql.domain.ledger import EntryType
 from kensa_gql.domain.paging import MAX_PAGE_SIZE
-from kensa_gql.domain.videos import VideoStatus
+from kensa_gql.domain.videos import CancelOutcome, VideoStatus
 
 OPENAPI_PATH = "/openapi.json"
 # The codes the REST mount can answer with (api/rest/errors.py renders every error through them).
@@ -122,7 +122,7 @@ def _schemas() -> dict[str, Any]:
             "error": _object({"code": {"enum": ERROR_CODES}, "message": {"type": "string", "minLength": 1}}),
         }),
         "Timestamp": timestamp,
-        "VideoStatus": {"enum": [s.value for s in VideoStatus]},
+        "VideoStatus": {"enum": list(dict.fromkeys(s.legacy for s in VideoStatus))},  # CANCELLED reads FAILED
         "VideoCreated": _object({
             "uuid": {"type": "string", "format": "uuid"}, "status": {"const": "PENDING"},
             "model": {"type": "string"}, "creditsUsed": {"type": "integer", "minimum": 0},
@@ -183,12 +183,23 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": "Retries with the same key and body answer the first video; at most once charged.",
                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}}
+    cancel_after = {"name": "Cancel-After", "in": "header", "required": False,
+                    "description": "A deadline: a video not finished this long after it was accepted is stopped "
+                                   "(FAILED, credits released). 5s to 24h, as 30s, 5m or 1h30m.",
+                    # No pattern: anything else is a 400 BAD_USER_INPUT, which the document lists.
+                    "schema": {"type": "string", "examples": ["30s", "5m", "1h30m"]}}
     paths = {
         "/video/{uuid}": video,
+        "/video/{uuid}/cancel": {"post": _operation(
+            "cancelVideo", "Stop a video and release its credits (it reads FAILED here); idempotent.",
+            _ok("What the cancel found.", _object({
+                "uuid": {"type": "string", "format": "uuid"},
+                "outcome": {"enum": [CancelOutcome.CANCELLED.value, CancelOutcome.ALREADY_FINISHED.value]},
+                "status": _ref("VideoStatus")})), [404], parameters=[uuid_param])},
         "/video/generate": {"post": _operation(
             "generateVideo", "Start a video: credits are frozen, the task queued; poll /video/task.",
             _ok("Accepted: PENDING.", _ref("VideoCreated")), [400, 402, 404, 409, 413, 422],
-            parameters=[idempotency], body=_generate_body(catalog))},
+            parameters=[idempotency, cancel_after], body=_generate_body(catalog))},
         "/video/list": {"get": _operation("listVideos", "The caller's videos, newest first.",
                                           _ok("A page of videos.", _paged("videos", "VideoSummary")), [400],
                                           parameters=_paging())},

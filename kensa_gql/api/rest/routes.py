@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from kensa_gql.api import render
 from kensa_gql.api.payloads import JSONTooDeep, declared_too_large, loads
 from kensa_gql.api.responses import FastJSONResponse
 from kensa_gql.api.rest.openapi import OPENAPI_PATH, openapi_document
-from kensa_gql.domain.errors import BadUserInput, PayloadTooLarge
+from kensa_gql.domain.errors import BadUserInput, NotFound, PayloadTooLarge
 from kensa_gql.domain.paging import Page, page_of
 from kensa_gql.services import accounts, videos
 from kensa_gql.services.accounts import Principal, bearer_token
@@ -89,11 +90,26 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+_CANCEL_AFTER = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,8})m)?(?:([0-9]{1,10})s)?")
+
+
+def cancel_after(value: str | None) -> int | None:
+    """The ``Cancel-After`` header in seconds (Replicate's form: ``30s``, ``5m``, ``1h30m``), or None."""
+    if value is None:
+        return None
+    match = _CANCEL_AFTER.fullmatch(value)
+    if match is None or not any(match.groups()):
+        raise BadUserInput("Cancel-After: a duration such as 30s, 5m or 1h30m", field="Cancel-After")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return videos.check_deadline(hours * 3600 + minutes * 60 + seconds, "Cancel-After")
+
+
 async def generate(request: Request) -> Response:
     principal = await _principal(request)
+    deadline = cancel_after(request.headers.get("cancel-after"))
     body = await _json_object(request)
     result = await videos.generate_video(body, principal, idempotency_key=request.headers.get("idempotency-key"),
-                                         deps=_deps(request))
+                                         deadline_seconds=deadline, deps=_deps(request))
     return ok(render.video_created(result.video))
 
 
@@ -132,6 +148,14 @@ async def delete_video(request: Request) -> Response:
     return ok({"uuid": uuid, "deleted": True})
 
 
+async def cancel_video(request: Request) -> Response:
+    principal = await _principal(request)
+    result = await videos.cancel_video(request.path_params["uuid"], principal, deps=_deps(request))
+    if result.video is None:
+        raise NotFound()  # another user's, deleted or unknown: the 404 every endpoint answers
+    return ok({"uuid": result.video.uuid, "outcome": result.outcome.value, "status": result.video.status.legacy})
+
+
 async def list_models(request: Request) -> Response:
     return ok({"models": [render.model_entry(spec) for spec in _deps(request).catalog.models]})
 
@@ -154,6 +178,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/video/{uuid:video_id}", get_video, methods=["GET"]),
         Route("/video/{uuid:video_id}", delete_video, methods=["DELETE"]),
+        Route("/video/{uuid:video_id}/cancel", cancel_video, methods=["POST"]),
         Route("/video/generate", generate, methods=["POST"]),
         Route("/video/list", list_videos, methods=["GET"]),
         Route("/video/task", task_status, methods=["GET"]),

@@ -33,6 +33,8 @@ type Query {
 type Mutation {
   generateVideo(input: GenerateVideoInput!): Video!
   deleteVideo(uuid: ID!): DeleteVideoResult!
+  cancelVideo(uuid: ID!): CancelResult!
+  retryVideo(uuid: ID!): Video!
 }
 type Subscription {
   videoStatus(uuid: ID!): Video!
@@ -40,12 +42,18 @@ type Subscription {
 type Viewer { id: ID!  email: String!  credits: CreditBalance! }
 type CreditBalance { available: Int!  frozen: Int!  used: Int!  total: Int! }
 input GenerateVideoInput { prompt: String!  model: String!  duration: Int!  aspectRatio: String!
-                           quality: String  startImageUrl: String  idempotencyKey: String }
-enum VideoStatus { PENDING GENERATING UPLOADING COMPLETED FAILED }
+                           quality: String  startImageUrl: String  idempotencyKey: String
+                           deadlineSeconds: Int }
+enum VideoStatus { PENDING GENERATING UPLOADING COMPLETED FAILED CANCELLED }
+enum FailureCode { CONTENT_POLICY INVALID_INPUT PROVIDER_ERROR PROVIDER_UNAVAILABLE RESULT_UNAVAILABLE
+                   STORAGE_ERROR DEADLINE_EXCEEDED TIMEOUT CANCELLED INTERNAL }
+type Failure { code: FailureCode!  retryable: Boolean!  message: String! }
+enum CancelOutcome { CANCELLED ALREADY_FINISHED NOT_FOUND }
+type CancelResult { outcome: CancelOutcome!  video: Video }
 type Video { id: ID!  uuid: ID!  prompt: String!  model: String!  status: VideoStatus!  progress: Int!
              provider: String  videoUrl: String  thumbnailUrl: String  startImageUrl: String  duration: Int!
              resolution: String  aspectRatio: String!  fileSize: Int  creditsUsed: Int!  generationTime: Int
-             createdAt: String!  completedAt: String  errorMessage: String }
+             createdAt: String!  completedAt: String  errorMessage: String  failure: Failure }
 type VideoTask { uuid: ID!  status: VideoStatus!  progress: Int! }
 type VideoPage { videos: [Video!]!  total: Int!  page: Int!  pageSize: Int! }
 type VideoModel { id: ID!  name: String!  provider: String!  modes: [String!]!  maxDuration: Int!
