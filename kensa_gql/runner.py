@@ -79,6 +79,7 @@ class RunnerConfig:
     work_dir: Path
     store_attempts: int = 5           # downloading / storing the result: tries in all
     store_backoff_seconds: float = 1.0  # the first back-off, doubling (1+2+4+8 s for 5 tries)
+    max_per_user: int | None = None   # started videos per user, across runners; None: no cap
 
 
 class Runner:
@@ -160,7 +161,7 @@ class Runner:
         async with self._deps.db.writing() as uow:
             claimed = await VideosStore(uow).claim_due(
                 self.owner, now_ms=now_ms(), lease_ms=int(self._config.lease_seconds * 1000),
-                limit=min(room, self._config.claim_batch))
+                limit=min(room, self._config.claim_batch), max_per_user=self._config.max_per_user)
             await uow.commit()
         for task in claimed:
             if task.video_id in self._running:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
+from kensa_gql.domain.catalog import GenerateRequest
 from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, StorageUnavailable
 from kensa_gql.domain.paging import Page
 from kensa_gql.domain.ports import Storage
@@ -58,21 +59,8 @@ def _uuid_or_none(value: str) -> str | None:
 async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,
                          deps: Deps) -> Generated:
     """Validate and price the request, freeze the credits and queue the task, in one transaction."""
-    # First: every string of the request (hashed whole below) and the key must be storable text.
-    check_strings(raw)
+    req, route, price = await _priced(raw, idempotency_key, deps=deps)
     if idempotency_key is not None:
-        check_text(idempotency_key, "idempotencyKey")
-    req = deps.catalog.validate(raw)
-    spec = deps.catalog.get(req.model)
-    assert spec is not None
-    route = deps.router.route_for(spec, req)
-    if req.start_image_url is not None:
-        await deps.check_host(urlsplit(req.start_image_url).hostname or "")
-    price = spec.price(req.duration, req.resolution)
-
-    if idempotency_key is not None:
-        if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise BadUserInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", field="idempotencyKey")
         replay = await _begin_idempotent(principal, idempotency_key, _request_hash(raw), deps=deps)
         if replay is not None:
             return Generated(replay, replayed=True)
@@ -101,6 +89,33 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     deps.wake_runner()
     await deps.publisher.video_changed(video)
     return Generated(video, replayed=False)
+
+
+async def quote_price(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,
+                      deps: Deps) -> int:
+    """What ``generate_video`` would charge for this request, checked as it checks it; nothing is frozen."""
+    del principal  # authenticated like generate, but a price is the same for everyone
+    _, _, price = await _priced(raw, idempotency_key, deps=deps)
+    return price
+
+
+async def _priced(raw: Mapping[str, Any], idempotency_key: str | None, *,
+                  deps: Deps) -> tuple[GenerateRequest, list[str], int]:
+    """The validated request, its provider route and its price; BadUserInput as generate answers it."""
+    # First: every string of the request (hashed whole by generate) and the key must be storable text.
+    check_strings(raw)
+    if idempotency_key is not None:
+        check_text(idempotency_key, "idempotencyKey")
+    req = deps.catalog.validate(raw)
+    spec = deps.catalog.get(req.model)
+    assert spec is not None
+    route = deps.router.route_for(spec, req)
+    if req.start_image_url is not None:
+        await deps.check_host(urlsplit(req.start_image_url).hostname or "")
+    price = spec.price(req.duration, req.resolution)
+    if idempotency_key is not None and (not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY):
+        raise BadUserInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", field="idempotencyKey")
+    return req, route, price
 
 
 async def _begin_idempotent(principal: Principal, key: str, request_hash: str, *, deps: Deps) -> Video | None:

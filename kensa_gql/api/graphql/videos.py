@@ -146,6 +146,13 @@ class VideoQueries:
         return VideoPage(videos=[Video.from_domain(v) for v in items], total=total, page=paging.page,
                          page_size=paging.page_size)
 
+    @strawberry.field(description="The exact credits `generateVideo` would charge for this input, checked as it "
+                                  "checks it (same errors); nothing is frozen.")
+    async def price(self, info: Info[Context, None], input: GenerateInputArg) -> int:
+        principal = await info.context.principal()
+        return await service.quote_price(input.as_request(), principal, idempotency_key=input.key,
+                                         deps=info.context.deps)
+
     @strawberry.field(description="One of the caller's videos; null when unknown, deleted or not theirs.")
     async def video(self, info: Info[Context, None], uuid: UuidArg) -> Video | None:
         video = await service.find_video(uuid, await info.context.principal(), deps=info.context.deps)

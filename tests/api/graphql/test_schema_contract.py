@@ -29,6 +29,7 @@ type Query {
   video(uuid: ID!): Video
   videoTask(uuid: ID!): VideoTask
   creditHistory(page: Int! = 1, pageSize: Int! = 20): CreditTransactionPage!
+  price(input: GenerateVideoInput!): Int!
 }
 type Mutation {
   generateVideo(input: GenerateVideoInput!): Video!
@@ -49,7 +50,9 @@ type Video { id: ID!  uuid: ID!  prompt: String!  model: String!  status: VideoS
 type VideoTask { uuid: ID!  status: VideoStatus!  progress: Int! }
 type VideoPage { videos: [Video!]!  total: Int!  page: Int!  pageSize: Int! }
 type VideoModel { id: ID!  name: String!  provider: String!  modes: [String!]!  maxDuration: Int!
-                  durations: [Int!]!  resolutions: [String!]!  aspectRatios: [String!]!  enabled: Boolean! }
+                  durations: [Int!]!  resolutions: [String!]!  aspectRatios: [String!]!  enabled: Boolean!
+                  prices: [Price!]! }
+type Price { duration: Int!  quality: String!  credits: Int! }
 type DeleteVideoResult { uuid: ID!  deleted: Boolean! }
 type CreditTransaction { id: ID!  transNo: String!  transType: String!  credits: Int!  balanceAfter: Int!
                          videoUuid: ID  createdAt: String! }
