@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,6 +167,16 @@ async def find_video(uuid: str, principal: Principal, *, deps: Deps) -> Video | 
 async def list_videos(principal: Principal, page: Page, *, deps: Deps) -> tuple[list[Video], int]:
     """The caller's non-deleted videos, newest first."""
     return await deps.db.reads.owned_videos(principal.user_id, offset=page.offset, limit=page.page_size)
+
+
+async def queue_positions(uuids: Sequence[str], *, deps: Deps) -> dict[str, int]:
+    """Where each of these videos waits (1 = claimed next); absent once started, ended or unknown.
+
+    Callers pass uuids of videos the caller owns (already authorised): a position says how many
+    waiting tasks go first, never whose they are.
+    """
+    async with deps.db.reading() as uow:
+        return await VideosStore(uow).queue_positions(uuids)
 
 
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:

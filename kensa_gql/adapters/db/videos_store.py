@@ -118,7 +118,7 @@ def waiting_slots(*, due_by_ms: int | None = None) -> Any:
                .select_from(tasks.join(videos, videos.c.id == c.video_id))
                .where(STARTED).group_by(videos.c.user_id).subquery("running"))
     place = func.row_number().over(partition_by=videos.c.user_id, order_by=(c.next_run_at_ms, c.video_id))
-    query = (select(c.video_id, c.next_run_at_ms, videos.c.user_id,
+    query = (select(c.video_id, c.next_run_at_ms, videos.c.user_id, videos.c.uuid,
                     (func.coalesce(running.c.running, 0) + place).label("slot"))
              .select_from(tasks.join(videos, videos.c.id == c.video_id)
                           .outerjoin(running, running.c.user_id == videos.c.user_id))
@@ -252,6 +252,19 @@ class VideosStore:
             .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms, attempts=c.attempts + 1)
             .returning(*tasks.c))
         return [_task(r) for r in result]
+
+    async def queue_positions(self, uuids: Sequence[str]) -> dict[str, int]:
+        """The 1-based place of each waiting video among all waiting tasks, in claim order
+        (slot, then due time); videos already started or ended are left out. One statement for
+        any number of uuids: it ranks the whole queue once (its cost grows with the queue)."""
+        if not uuids:
+            return {}
+        slots = waiting_slots()
+        ranked = select(slots.c.uuid, func.row_number().over(
+            order_by=(slots.c.slot, slots.c.next_run_at_ms, slots.c.video_id)).label("position")).subquery()
+        rows = await self._uow.conn.execute(
+            select(ranked.c.uuid, ranked.c.position).where(ranked.c.uuid.in_(list(uuids))))
+        return {str(uuid): int(position) for uuid, position in rows}
 
     async def task_by_video_uuid(self, uuid: str) -> Task | None:
         """The runner task of a video still in flight, whoever holds it."""

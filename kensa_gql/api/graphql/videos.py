@@ -57,6 +57,16 @@ class Video:
     completed_at: str | None = strawberry.field(description="When it completed (same format as `createdAt`).")
     error_message: str | None = strawberry.field(description="Why it failed, when it failed.")
 
+    @strawberry.field(description="While PENDING and not yet started: its place in this deployment's queue, "
+                                  "1 = started next (every user's first waiting video goes before anyone's "
+                                  "next, and a user's videos over their running cap wait their turn). "
+                                  "Null once started. Read when asked; `videoStatus` sends it with each "
+                                  "event, not when only the position moves.")
+    async def queue_position(self, info: Info[Context, None]) -> int | None:
+        if self.status is not VideoStatus.PENDING:
+            return None
+        return await info.context.queue_positions.load(self.uuid)
+
     @classmethod
     def from_domain(cls, v: domain.Video) -> Video:
         # The instance's attribute dictionary given at once rather than through the dataclass __init__ (19

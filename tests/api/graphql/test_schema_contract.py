@@ -46,7 +46,7 @@ enum VideoStatus { PENDING GENERATING UPLOADING COMPLETED FAILED }
 type Video { id: ID!  uuid: ID!  prompt: String!  model: String!  status: VideoStatus!  progress: Int!
              provider: String  videoUrl: String  thumbnailUrl: String  startImageUrl: String  duration: Int!
              resolution: String  aspectRatio: String!  fileSize: Int  creditsUsed: Int!  generationTime: Int
-             createdAt: String!  completedAt: String  errorMessage: String }
+             createdAt: String!  completedAt: String  errorMessage: String  queuePosition: Int }
 type VideoTask { uuid: ID!  status: VideoStatus!  progress: Int! }
 type VideoPage { videos: [Video!]!  total: Int!  page: Int!  pageSize: Int! }
 type VideoModel { id: ID!  name: String!  provider: String!  modes: [String!]!  maxDuration: Int!
