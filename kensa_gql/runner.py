@@ -175,6 +175,8 @@ class Runner:
         for vid, running in list(self._running.items()):
             if running is driver:
                 del self._running[vid]
+        # A slot is free, and its owner may have a video waiting under the per-user cap: claim now.
+        self._wake.set()
 
     async def _heartbeat(self) -> None:
         interval = self._config.lease_seconds / 3

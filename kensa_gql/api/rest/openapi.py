@@ -124,7 +124,8 @@ def _schemas() -> dict[str, Any]:
         "Timestamp": timestamp,
         "VideoStatus": {"enum": [s.value for s in VideoStatus]},
         "VideoCreated": _object({
-            "uuid": {"type": "string", "format": "uuid"}, "status": {"const": "PENDING"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "status": {**_ref("VideoStatus"), "description": "PENDING, unless held by `Prefer: wait`."},
             "model": {"type": "string"}, "creditsUsed": {"type": "integer", "minimum": 0},
             "createdAt": _ref("Timestamp")}),
         "VideoSummary": _object({
@@ -183,12 +184,17 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "description": "Retries with the same key and body answer the first video; at most once charged.",
                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}}
+    prefer = {"name": "Prefer", "in": "header", "required": False,
+              "description": "`wait=N` (RFC 7240): hold the answer until the video is COMPLETED or FAILED or N "
+                             "seconds pass (N over 60 counts as 60); the answer then carries "
+                             "`Preference-Applied: wait=N`. Malformed preferences are ignored.",
+              "schema": {"type": "string"}, "example": "wait=60"}
     paths = {
         "/video/{uuid}": video,
         "/video/generate": {"post": _operation(
             "generateVideo", "Start a video: credits are frozen, the task queued; poll /video/task.",
             _ok("Accepted: PENDING.", _ref("VideoCreated")), [400, 402, 404, 409, 413, 422],
-            parameters=[idempotency], body=_generate_body(catalog))},
+            parameters=[idempotency, prefer], body=_generate_body(catalog))},
         "/video/list": {"get": _operation("listVideos", "The caller's videos, newest first.",
                                           _ok("A page of videos.", _paged("videos", "VideoSummary")), [400],
                                           parameters=_paging())},
@@ -196,7 +202,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
             "getTaskStatus", "Poll a video's generation status.", _ok("The status.", _ref("VideoTask")),
             [400, 404], parameters=[{"name": "uuid", "in": "query", "required": True,
                                      "description": "Video UUID from the generate response.",
-                                     "schema": {"type": "string", "minLength": 1}}])},
+                                     "schema": {"type": "string", "minLength": 1}}, prefer])},
         "/config/models": {"get": _operation(
             "listModels", "The models available for generation.",
             _ok("The catalogue.", _object({"models": {"type": "array", "items": _ref("Model")}})), [],
