@@ -159,9 +159,12 @@ class Runner:
         if room <= 0:
             return 0
         async with self._deps.db.writing() as uow:
-            claimed = await VideosStore(uow).claim_due(
-                self.owner, now_ms=now_ms(), lease_ms=int(self._config.lease_seconds * 1000),
+            store = VideosStore(uow)
+            now = now_ms()
+            claimed = await store.claim_due(
+                self.owner, now_ms=now, lease_ms=int(self._config.lease_seconds * 1000),
                 limit=min(room, self._config.claim_batch), max_per_user=self._config.max_per_user)
+            await store.mark_started([t.video_id for t in claimed if t.attempts == 1], now)
             await uow.commit()
         for task in claimed:
             if task.video_id in self._running:
@@ -228,9 +231,12 @@ class Runner:
                 await VideosStore(uow).finish_task(video.id)
                 await uow.commit()
             return
+        # The timeout counts from the first claim: time spent waiting under the per-user cap is
+        # not generation time (videos from before started_at_ms was kept count from creation).
+        started_at = await self._started_at(video)
         failures = 0
         while not video.status.is_terminal:
-            if now_ms() - video.created_at_ms > self._config.task_timeout_seconds * 1000:
+            if now_ms() - started_at > self._config.task_timeout_seconds * 1000:
                 await self._transition(video, VideoStatus.FAILED, error_message="generation timed out")
                 return
             name = task.provider
@@ -414,6 +420,11 @@ class Runner:
     async def _load(self, video_id: int) -> Video | None:
         async with self._deps.db.reading() as uow:
             return await VideosStore(uow).get_by_id(video_id)
+
+    async def _started_at(self, video: Video) -> int:
+        async with self._deps.db.reading() as uow:
+            started = await VideosStore(uow).started_at(video.id)
+        return video.created_at_ms if started is None else started
 
     async def _reload_task(self, task: Task) -> Task:
         async with self._deps.db.reading() as uow:

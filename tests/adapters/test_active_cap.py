@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.tables import tasks, videos
@@ -95,3 +95,35 @@ async def test_a_users_excess_videos_wait_and_another_users_first_starts_at_once
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
     assert peak == CAP
+
+
+async def test_time_waiting_in_the_queue_does_not_count_against_the_task_timeout(
+        db: Database, tmp_path: Path) -> None:
+    deps = Deps(db=db, catalog=Catalog.load(), publisher=NoEvents(), check_host=_no_check, storage=None,  # type: ignore[arg-type]
+                router=Router({"sora-2": ["vendor"]}, {"vendor": QuickVendor()}))
+    user, _ = await accounts.create_user("patient@example.test", credits=10, db=db)
+    # given a video that waited (under its owner's cap) longer than the task timeout
+    video = (await video_service.generate_video(REQUEST, user, deps=deps)).video
+    async with db.writing() as uow:
+        await uow.conn.execute(update(videos).where(videos.c.id == video.id).values(
+            created_at_ms=video.created_at_ms - 120_000))
+        await uow.commit()
+    config = RunnerConfig(lease_seconds=5, claim_interval=0.02, claim_batch=16, max_running=3,
+                          task_timeout_seconds=60, max_video_bytes=1 << 20, work_dir=tmp_path, max_per_user=CAP)
+    async with httpx.AsyncClient() as http:
+        runner = Runner(deps, storage=None, pool=InlinePool(), http=http, config=config)  # type: ignore[arg-type]
+        # when a runner finally takes it
+        loop = asyncio.create_task(runner.run())
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    done = await video_service.get_video(video.uuid, user, deps=deps)
+                    if done.status.is_terminal:
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    # then it is made (the vendor's own outcome), not failed as timed out on the spot
+    assert done.error_message == "done"

@@ -212,9 +212,12 @@ class VideosStore:
             raise InvalidTransition(f"video {video.uuid} is no longer {video.status}")
         return video_from_row(row)
 
-    async def mark_started(self, video_id: int, now_ms: int) -> None:
-        await self._uow.conn.execute(update(videos).where(videos.c.id == video_id, videos.c.started_at_ms.is_(None))
-                                     .values(started_at_ms=now_ms))
+    async def mark_started(self, video_ids: Sequence[int], now_ms: int) -> None:
+        """Note when a runner first took these videos (their time waiting in the queue ends there)."""
+        if video_ids:
+            await self._uow.conn.execute(
+                update(videos).where(videos.c.id.in_(list(video_ids)), videos.c.started_at_ms.is_(None))
+                .values(started_at_ms=now_ms))
 
     async def started_at(self, video_id: int) -> int | None:
         return (await self._uow.conn.execute(
