@@ -194,3 +194,24 @@ async def claim_capped(db: Database, *, limit: int, cap: int = 2, now: int = NOW
                                                    max_per_user=cap)
         await uow.commit()
     return [t.video_id for t in claimed]
+
+
+async def test_concurrent_claimers_together_stay_under_each_users_cap(db: Database) -> None:
+    # given two users with twenty waiting videos each
+    ids = await seed_users(db, {1: 20, 2: 20})
+
+    # when eight runners claim at the same time, round after round, with a cap of three
+    async def claimer(owner: str) -> list[int]:
+        mine: list[int] = []
+        for _ in range(3):
+            async with db.writing() as uow:
+                claimed = await VideosStore(uow).claim_due(owner, now_ms=NOW, lease_ms=LEASE_MS, limit=2,
+                                                           max_per_user=3)
+                await uow.commit()
+            mine += [t.video_id for t in claimed]
+        return mine
+
+    results = await asyncio.gather(*(claimer(f"runner-{n}") for n in range(8)))
+    # then exactly each user's three oldest were claimed, once each
+    claimed = sorted(vid for batch in results for vid in batch)
+    assert claimed == sorted(ids[1][:3] + ids[2][:3])
