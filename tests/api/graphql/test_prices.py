@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from kensa_gql.domain.catalog import Catalog
 from tests.api.graphql.wire import GENERATE, REQUEST, codes, post
+
+# Prices come from the catalogue and the same validation on any database: one is enough here.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 PRICES = "query { models { id durations resolutions prices { duration quality credits } } }"
 PRICE = "query Price($input: GenerateVideoInput!) { price(input: $input) }"
