@@ -207,4 +207,5 @@ def runner_config(settings: Settings) -> RunnerConfig:
                         max_video_bytes=settings.max_video_bytes,
                         work_dir=settings.media_dir.resolve() / ".work",
                         store_attempts=settings.store_attempts,
-                        store_backoff_seconds=settings.store_backoff_seconds)
+                        store_backoff_seconds=settings.store_backoff_seconds,
+                        max_per_user=settings.max_active_videos_per_user)

@@ -100,6 +100,7 @@ class RunnerConfig:
     work_dir: Path
     store_attempts: int = 5           # downloading / storing the result: tries in all
     store_backoff_seconds: float = 1.0  # the first back-off, doubling (1+2+4+8 s for 5 tries)
+    max_per_user: int | None = None   # started videos per user, across runners; None: no cap
 
 
 class Runner:
@@ -180,9 +181,12 @@ class Runner:
         if room <= 0:
             return 0
         async with self._deps.db.writing() as uow:
-            claimed = await VideosStore(uow).claim_due(
-                self.owner, now_ms=now_ms(), lease_ms=int(self._config.lease_seconds * 1000),
-                limit=min(room, self._config.claim_batch))
+            store = VideosStore(uow)
+            now = now_ms()
+            claimed = await store.claim_due(
+                self.owner, now_ms=now, lease_ms=int(self._config.lease_seconds * 1000),
+                limit=min(room, self._config.claim_batch), max_per_user=self._config.max_per_user)
+            await store.mark_started([t.video_id for t in claimed if t.attempts == 1], now)
             await uow.commit()
         for task in claimed:
             if task.video_id in self._running:
@@ -196,6 +200,8 @@ class Runner:
         for vid, running in list(self._running.items()):
             if running is driver:
                 del self._running[vid]
+        # A slot is free, and its owner may have a video waiting under the per-user cap: claim now.
+        self._wake.set()
 
     async def _heartbeat(self) -> None:
         interval = self._config.lease_seconds / 3
@@ -256,9 +262,12 @@ class Runner:
             self._stops.pop(video.id, None)
 
     async def _drive_live(self, task: Task, video: Video) -> None:
+        # The timeout counts from the first claim: time spent waiting under the per-user cap is
+        # not generation time (videos from before started_at_ms was kept count from creation).
+        started_at = await self._started_at(video)
         failures = 0
         while not video.status.is_terminal:
-            if now_ms() - video.created_at_ms > self._config.task_timeout_seconds * 1000:
+            if now_ms() - started_at > self._config.task_timeout_seconds * 1000:
                 await self._fail(video, FailureCode.TIMEOUT, "generation timed out")
                 return
             name = task.provider
@@ -471,6 +480,11 @@ class Runner:
     async def _load(self, video_id: int) -> Video | None:
         async with self._deps.db.reading() as uow:
             return await VideosStore(uow).get_by_id(video_id)
+
+    async def _started_at(self, video: Video) -> int:
+        async with self._deps.db.reading() as uow:
+            started = await VideosStore(uow).started_at(video.id)
+        return video.created_at_ms if started is None else started
 
     async def _reload_task(self, task: Task) -> Task:
         async with self._deps.db.reading() as uow:

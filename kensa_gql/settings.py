@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     deadline_sweep_seconds: float = Field(default=1.0, gt=0, le=60)
     claim_batch: int = Field(default=16, ge=1, le=1000)
     max_running_tasks: int = Field(default=64, ge=1, le=100_000)
+    # Started videos per user across every worker; the rest wait as PENDING (claimed fairly:
+    # every user's first waiting video before anyone's next).
+    max_active_videos_per_user: int = Field(default=4, ge=1, le=100_000)
     # `kensa-gql worker` touches this file while its claim loop reaches the database (a container
     # healthcheck reads its age); empty: no file.
     worker_health_file: str = ""

@@ -36,6 +36,7 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KENSA_LEASE_SECONDS": str(settings.lease_seconds),
         "KENSA_CLAIM_BATCH": str(settings.claim_batch),
         "KENSA_MAX_RUNNING_TASKS": str(settings.max_running_tasks),
+        "KENSA_MAX_ACTIVE_VIDEOS_PER_USER": str(settings.max_active_videos_per_user),
         "KENSA_AUTH_CACHE_SECONDS": "0",
         "KENSA_LOG_LEVEL": "INFO",
     })

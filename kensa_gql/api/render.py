@@ -55,6 +55,11 @@ def video_created(v: Video) -> dict[str, Any]:
             "createdAt": timestamp(v.created_at_ms)}
 
 
+def video_waited(v: Video) -> dict[str, Any]:
+    """``POST /video/generate`` held by ``Prefer: wait``: the same keys, the status it reached."""
+    return {**video_created(v), "status": video_task(v)["status"]}
+
+
 def video_task(v: Video) -> dict[str, Any]:
     return {"uuid": v.uuid, "status": v.status.legacy, "progress": v.progress}
 

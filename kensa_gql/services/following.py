@@ -14,6 +14,7 @@ Strawberry iterates ``follow`` (the stock path), and the WebSocket fast path's l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from kensa_gql.domain import videos as domain
@@ -101,3 +102,24 @@ async def follow(uuid: str, principal: Principal, *, deps: Deps) -> AsyncIterato
             change = await watch.next()
             if following.news(change):
                 yield change
+
+
+async def until_finished(uuid: str, principal: Principal, *, seconds: float, deps: Deps) -> domain.Video:
+    """The video once it is terminal (or deleted), or as it is after ``seconds``: ``Prefer: wait``.
+
+    While it waits it holds a watch and nothing else: no database connection (the two reads are
+    short units of work of their own) and no worker slot. Cancelling it (the client went away)
+    unregisters the watch. NotFound if the video is unknown, foreign, or deleted meanwhile.
+    """
+    async with Watch(uuid, deps.watchers) as watch:
+        video = await service.get_video(uuid, principal, deps=deps)
+        if video.status.is_terminal or seconds <= 0:
+            return video
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    change = await watch.next()
+                    if change.deleted or change.status.is_terminal:
+                        break
+    # The truth, re-read: an event is only a hint of it (and it may come from another process).
+    return await service.get_video(uuid, principal, deps=deps)

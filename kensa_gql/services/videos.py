@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.clock import now_ms
+from kensa_gql.domain.catalog import GenerateRequest
 from kensa_gql.domain.errors import (
     BadUserInput,
     Conflict,
@@ -94,24 +95,11 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     With ``deadline_seconds`` the video is stopped (FAILED, DEADLINE_EXCEEDED, credits released)
     if it has not finished that long after it was accepted (services/deadlines.py).
     """
-    # First: every string of the request (hashed whole below) and the key must be storable text.
-    check_strings(raw)
-    if idempotency_key is not None:
-        check_text(idempotency_key, "idempotencyKey")
     if deadline_seconds is not None:
         check_deadline(deadline_seconds)
         raw = {**raw, "deadlineSeconds": deadline_seconds}  # part of what an idempotency key stands for
-    req = deps.catalog.validate(raw)
-    spec = deps.catalog.get(req.model)
-    assert spec is not None
-    route = deps.router.route_for(spec, req)
-    if req.start_image_url is not None:
-        await deps.check_host(urlsplit(req.start_image_url).hostname or "")
-    price = spec.price(req.duration, req.resolution)
-
+    req, route, price = await _priced(raw, idempotency_key, deps=deps)
     if idempotency_key is not None:
-        if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise BadUserInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", field="idempotencyKey")
         replay = await _begin_idempotent(principal, idempotency_key, _request_hash(raw), deps=deps)
         if replay is not None:
             return Generated(replay, replayed=True)
@@ -141,6 +129,33 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     deps.wake_runner()
     await deps.publisher.video_changed(video)
     return Generated(video, replayed=False)
+
+
+async def quote_price(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,
+                      deps: Deps) -> int:
+    """What ``generate_video`` would charge for this request, checked as it checks it; nothing is frozen."""
+    del principal  # authenticated like generate, but a price is the same for everyone
+    _, _, price = await _priced(raw, idempotency_key, deps=deps)
+    return price
+
+
+async def _priced(raw: Mapping[str, Any], idempotency_key: str | None, *,
+                  deps: Deps) -> tuple[GenerateRequest, list[str], int]:
+    """The validated request, its provider route and its price; BadUserInput as generate answers it."""
+    # First: every string of the request (hashed whole by generate) and the key must be storable text.
+    check_strings(raw)
+    if idempotency_key is not None:
+        check_text(idempotency_key, "idempotencyKey")
+    req = deps.catalog.validate(raw)
+    spec = deps.catalog.get(req.model)
+    assert spec is not None
+    route = deps.router.route_for(spec, req)
+    if req.start_image_url is not None:
+        await deps.check_host(urlsplit(req.start_image_url).hostname or "")
+    price = spec.price(req.duration, req.resolution)
+    if idempotency_key is not None and (not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY):
+        raise BadUserInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", field="idempotencyKey")
+    return req, route, price
 
 
 async def _begin_idempotent(principal: Principal, key: str, request_hash: str, *, deps: Deps) -> Video | None:
@@ -275,6 +290,16 @@ async def cancel_video(uuid: str, principal: Principal, *, deps: Deps) -> Cancel
         await after_stop(stopped, deps=deps)
         return Cancellation(CancelOutcome.CANCELLED, stopped.video)
     raise Conflict("the video kept changing while it was being cancelled; try again")
+
+
+async def queue_positions(uuids: Sequence[str], *, deps: Deps) -> dict[str, int]:
+    """Where each of these videos waits (1 = claimed next); absent once started, ended or unknown.
+
+    Callers pass uuids of videos the caller owns (already authorised): a position says how many
+    waiting tasks go first, never whose they are.
+    """
+    async with deps.db.reading() as uow:
+        return await VideosStore(uow).queue_positions(uuids)
 
 
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:

@@ -111,7 +111,7 @@ async def test_postgres_claims_skip_rows_locked_by_another_transaction(
         claimed = await asyncio.wait_for(claim(db, "r"), timeout=5)
     assert sorted(claimed) == [1, 2, 3]
     sent = [s for s, _ in statements if s.lstrip().upper().startswith("UPDATE TASKS")]
-    assert sent and "FOR UPDATE SKIP LOCKED" in sent[-1]
+    assert sent and "FOR UPDATE OF tasks SKIP LOCKED" in sent[-1]
 
 
 async def test_due_tasks_are_found_through_the_next_run_index(
@@ -134,3 +134,84 @@ async def test_due_tasks_are_found_through_the_next_run_index(
             plan = "\n".join(str(r[-1]) for r in rows)
             assert "USING INDEX ix_tasks_next_run_at_ms" in plan, plan
             assert "SCAN tasks" not in plan.replace("SCAN tasks USING", ""), plan
+
+
+async def seed_users(db: Database, queued: dict[int, int]) -> dict[int, list[int]]:
+    """``queued[user]`` waiting tasks per user, due at NOW in id order (user 1's first): their ids."""
+    ids: dict[int, list[int]] = {}
+    next_id = 1
+    async with db.writing() as uow:
+        for user in queued:
+            await uow.conn.execute(insert(users).values(id=user, email=f"u{user}@example.test", created_at_ms=0))
+        for user, count in queued.items():
+            ids[user] = list(range(next_id, next_id + count))
+            next_id += count
+        rows = [(vid, user) for user, vids in ids.items() for vid in vids]
+        await uow.conn.execute(insert(videos), [
+            {"id": vid, "uuid": f"00000000-0000-4000-8000-{vid:012d}", "user_id": user, "prompt": "p",
+             "model": "sora-2", "status": "PENDING", "progress": 0, "duration": 4, "aspect_ratio": "16:9",
+             "credits_used": 1, "created_at_ms": 0} for vid, user in rows])
+        await uow.conn.execute(insert(tasks), [
+            {"video_id": vid, "route": json.dumps(["local"]), "route_index": 0, "attempts": 0,
+             "created_at_ms": 0, "next_run_at_ms": NOW - 1000 + vid} for vid, _ in rows])
+        await uow.commit()
+    return ids
+
+
+async def finish(db: Database, video_id: int) -> None:
+    async with db.writing() as uow:
+        await VideosStore(uow).finish_task(video_id)
+        await uow.commit()
+
+
+async def test_a_users_started_tasks_never_exceed_the_cap_and_others_go_first(db: Database) -> None:
+    # given user 1 with ten waiting videos (the oldest) and user 2 with one
+    ids = await seed_users(db, {1: 10, 2: 1})
+    # when a runner with room for three claims with a cap of two per user
+    first = await claim_capped(db, limit=3)
+    # then user 2's only video is claimed beside user 1's two oldest, never a third of user 1's
+    assert sorted(first) == [*ids[1][:2], *ids[2]]
+    assert await claim_capped(db, limit=3) == []
+    # when one of user 1's videos ends, exactly one more of theirs (the next oldest) is claimed
+    await finish(db, ids[1][0])
+    assert await claim_capped(db, limit=3) == [ids[1][2]]
+    # a started task whose runner died is resumed first, and is not counted twice
+    assert sorted(await claim_capped(db, limit=3, now=NOW + LEASE_MS + 1)) == [*ids[1][1:3], *ids[2]]
+
+
+async def test_every_users_first_waiting_video_is_claimed_before_anyones_second(db: Database) -> None:
+    # given three users whose queues were filled one after the other (user 1's are the oldest)
+    ids = await seed_users(db, {1: 5, 2: 5, 3: 1})
+    # when one slot at a time is claimed, the cap high enough not to matter
+    order = [vid for _ in range(7) for vid in await claim_capped(db, limit=1, cap=100)]
+    # then the claims go round the users, oldest first within each
+    assert order == [ids[1][0], ids[2][0], ids[3][0], ids[1][1], ids[2][1], ids[1][2], ids[2][2]]
+
+
+async def claim_capped(db: Database, *, limit: int, cap: int = 2, now: int = NOW) -> list[int]:
+    async with db.writing() as uow:
+        claimed = await VideosStore(uow).claim_due("r", now_ms=now, lease_ms=LEASE_MS, limit=limit,
+                                                   max_per_user=cap)
+        await uow.commit()
+    return [t.video_id for t in claimed]
+
+
+async def test_concurrent_claimers_together_stay_under_each_users_cap(db: Database) -> None:
+    # given two users with twenty waiting videos each
+    ids = await seed_users(db, {1: 20, 2: 20})
+
+    # when eight runners claim at the same time, round after round, with a cap of three
+    async def claimer(owner: str) -> list[int]:
+        mine: list[int] = []
+        for _ in range(3):
+            async with db.writing() as uow:
+                claimed = await VideosStore(uow).claim_due(owner, now_ms=NOW, lease_ms=LEASE_MS, limit=2,
+                                                           max_per_user=3)
+                await uow.commit()
+            mine += [t.video_id for t in claimed]
+        return mine
+
+    results = await asyncio.gather(*(claimer(f"runner-{n}") for n in range(8)))
+    # then exactly each user's three oldest were claimed, once each
+    claimed = sorted(vid for batch in results for vid in batch)
+    assert claimed == sorted(ids[1][:3] + ids[2][:3])

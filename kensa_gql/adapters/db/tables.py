@@ -160,6 +160,9 @@ tasks = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("created_at_ms", BigInteger, nullable=False),
     Index("ix_tasks_next_run_at_ms", "next_run_at_ms"),
+    # The started (claimed at least once) tasks: per-user running counts for the claim's cap,
+    # read without visiting the waiting ones.
+    Index("ix_tasks_started", "video_id", sqlite_where=text("attempts > 0"), postgresql_where=text("attempts > 0")),
 )
 
 idempotency_keys = Table(

@@ -107,6 +107,32 @@ class Task:
         return self.route[min(self.route_index, len(self.route) - 1)]
 
 
+# A task is started once a runner has claimed it (``attempts`` counts claims); until then it waits.
+# Tasks are deleted when their video ends, so the started tasks are the videos running now.
+STARTED = tasks.c.attempts > 0
+_NO_CAP = 2**31 - 1
+
+
+def waiting_slots(*, due_by_ms: int | None = None) -> Any:
+    """Waiting tasks with their ``slot``: their owner's started tasks plus their place among the
+    owner's waiting ones (1, 2, ...). Claims go by slot, then due time, so a user with a hundred
+    queued videos never delays another user's first; slot > cap waits for the owner's videos to end.
+    """
+    c = tasks.c
+    running = (select(videos.c.user_id, func.count().label("running"))
+               .select_from(tasks.join(videos, videos.c.id == c.video_id))
+               .where(STARTED).group_by(videos.c.user_id).subquery("running"))
+    place = func.row_number().over(partition_by=videos.c.user_id, order_by=(c.next_run_at_ms, c.video_id))
+    query = (select(c.video_id, c.next_run_at_ms, videos.c.user_id, videos.c.uuid,
+                    (func.coalesce(running.c.running, 0) + place).label("slot"))
+             .select_from(tasks.join(videos, videos.c.id == c.video_id)
+                          .outerjoin(running, running.c.user_id == videos.c.user_id))
+             .where(c.attempts == 0))
+    if due_by_ms is not None:
+        query = query.where(c.next_run_at_ms <= due_by_ms)
+    return query.subquery("waiting")
+
+
 def _task(row: Any) -> Task:
     r = row._mapping
     return Task(video_id=r["video_id"], route=json.loads(r["route"]), route_index=r["route_index"],
@@ -204,9 +230,12 @@ class VideosStore:
             .order_by(videos.c.deadline_at_ms).limit(limit))
         return [int(r[0]) for r in rows]
 
-    async def mark_started(self, video_id: int, now_ms: int) -> None:
-        await self._uow.conn.execute(update(videos).where(videos.c.id == video_id, videos.c.started_at_ms.is_(None))
-                                     .values(started_at_ms=now_ms))
+    async def mark_started(self, video_ids: Sequence[int], now_ms: int) -> None:
+        """Note when a runner first took these videos (their time waiting in the queue ends there)."""
+        if video_ids:
+            await self._uow.conn.execute(
+                update(videos).where(videos.c.id.in_(list(video_ids)), videos.c.started_at_ms.is_(None))
+                .values(started_at_ms=now_ms))
 
     async def started_at(self, video_id: int) -> int | None:
         return (await self._uow.conn.execute(
@@ -218,18 +247,45 @@ class VideosStore:
             video_id=video_id, route=json.dumps(route), route_index=0, next_run_at_ms=now_ms,
             attempts=0, created_at_ms=now_ms))
 
-    async def claim_due(self, owner: str, *, now_ms: int, lease_ms: int, limit: int) -> list[Task]:
-        """Lease up to ``limit`` due tasks nobody holds (or whose holder's lease ran out)."""
+    async def claim_due(self, owner: str, *, now_ms: int, lease_ms: int, limit: int,
+                        max_per_user: int | None = None) -> list[Task]:
+        """Lease up to ``limit`` due tasks nobody holds (or whose holder's lease ran out), fairly.
+
+        Started tasks (claimed before: a runner died or let go) come first. A waiting task is
+        claimed only while its owner has fewer than ``max_per_user`` started ones, and in the
+        order of ``waiting_slots``: every user's first waiting video before anyone's second.
+        """
         c = tasks.c
         due = and_(c.next_run_at_ms <= now_ms, or_(c.lease_until_ms.is_(None), c.lease_until_ms < now_ms))
-        pick = select(c.video_id).where(due).order_by(c.next_run_at_ms).limit(limit)
+        slots = waiting_slots(due_by_ms=now_ms)
+        slot = func.coalesce(slots.c.slot, 0)
+        cap = _NO_CAP if max_per_user is None else max_per_user
+        pick = (select(c.video_id).select_from(tasks.outerjoin(slots, slots.c.video_id == c.video_id))
+                .where(due, or_(STARTED, slots.c.slot <= cap))
+                .order_by(slot, c.next_run_at_ms, c.video_id).limit(limit))
         if self._uow.is_postgres:
-            pick = pick.with_for_update(skip_locked=True)
+            # Only the task rows are locked (the slots are a window over them, which cannot be).
+            # Concurrent claimers rank from the same committed rows, so they pick from the same
+            # first few waiting tasks of a user, and the lock and the lease decide who gets each.
+            pick = pick.with_for_update(skip_locked=True, of=tasks)
         result = await self._uow.conn.execute(
             update(tasks).where(c.video_id.in_(pick.scalar_subquery()), due)
             .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms, attempts=c.attempts + 1)
             .returning(*tasks.c))
         return [_task(r) for r in result]
+
+    async def queue_positions(self, uuids: Sequence[str]) -> dict[str, int]:
+        """The 1-based place of each waiting video among all waiting tasks, in claim order
+        (slot, then due time); videos already started or ended are left out. One statement for
+        any number of uuids: it ranks the whole queue once (its cost grows with the queue)."""
+        if not uuids:
+            return {}
+        slots = waiting_slots()
+        ranked = select(slots.c.uuid, func.row_number().over(
+            order_by=(slots.c.slot, slots.c.next_run_at_ms, slots.c.video_id)).label("position")).subquery()
+        rows = await self._uow.conn.execute(
+            select(ranked.c.uuid, ranked.c.position).where(ranked.c.uuid.in_(list(uuids))))
+        return {str(uuid): int(position) for uuid, position in rows}
 
     async def task_by_video_uuid(self, uuid: str) -> Task | None:
         """The runner task of a video still in flight, whoever holds it."""

@@ -98,6 +98,16 @@ class Video:
     failure: Failure | None = strawberry.field(
         description="Why it failed or was cancelled, with a code clients can branch on; null otherwise.")
 
+    @strawberry.field(description="While PENDING and not yet started: its place in this deployment's queue, "
+                                  "1 = started next (every user's first waiting video goes before anyone's "
+                                  "next, and a user's videos over their running cap wait their turn). "
+                                  "Null once started. Read when asked; `videoStatus` sends it with each "
+                                  "event, not when only the position moves.")
+    async def queue_position(self, info: Info[Context, None]) -> int | None:
+        if self.status is not VideoStatus.PENDING:
+            return None
+        return await info.context.queue_positions.load(self.uuid)
+
     @classmethod
     def from_domain(cls, v: domain.Video) -> Video:
         # The instance's attribute dictionary given at once rather than through the dataclass __init__ (19
@@ -211,6 +221,13 @@ class VideoQueries:
         items, total = await service.list_videos(principal, paging, deps=info.context.deps)
         return VideoPage(videos=[Video.from_domain(v) for v in items], total=total, page=paging.page,
                          page_size=paging.page_size)
+
+    @strawberry.field(description="The exact credits `generateVideo` would charge for this input, checked as it "
+                                  "checks it (same errors); nothing is frozen.")
+    async def price(self, info: Info[Context, None], input: GenerateInputArg) -> int:
+        principal = await info.context.principal()
+        return await service.quote_price(input.as_request(), principal, idempotency_key=input.key,
+                                         deps=info.context.deps)
 
     @strawberry.field(description="One of the caller's videos; null when unknown, deleted or not theirs.")
     async def video(self, info: Info[Context, None], uuid: UuidArg) -> Video | None:

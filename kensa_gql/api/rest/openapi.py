@@ -124,7 +124,8 @@ def _schemas() -> dict[str, Any]:
         "Timestamp": timestamp,
         "VideoStatus": {"enum": list(dict.fromkeys(s.legacy for s in VideoStatus))},  # CANCELLED reads FAILED
         "VideoCreated": _object({
-            "uuid": {"type": "string", "format": "uuid"}, "status": {"const": "PENDING"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "status": {**_ref("VideoStatus"), "description": "PENDING, unless held by `Prefer: wait`."},
             "model": {"type": "string"}, "creditsUsed": {"type": "integer", "minimum": 0},
             "createdAt": _ref("Timestamp")}),
         "VideoSummary": _object({
@@ -188,6 +189,11 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                                    "(FAILED, credits released). 5s to 24h, as 30s, 5m or 1h30m.",
                     # No pattern: anything else is a 400 BAD_USER_INPUT, which the document lists.
                     "schema": {"type": "string", "examples": ["30s", "5m", "1h30m"]}}
+    prefer = {"name": "Prefer", "in": "header", "required": False,
+              "description": "`wait=N` (RFC 7240): hold the answer until the video is COMPLETED or FAILED or N "
+                             "seconds pass (N over 60 counts as 60); the answer then carries "
+                             "`Preference-Applied: wait=N`. Malformed preferences are ignored.",
+              "schema": {"type": "string"}, "example": "wait=60"}
     paths = {
         "/video/{uuid}": video,
         "/video/{uuid}/cancel": {"post": _operation(
@@ -199,7 +205,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
         "/video/generate": {"post": _operation(
             "generateVideo", "Start a video: credits are frozen, the task queued; poll /video/task.",
             _ok("Accepted: PENDING.", _ref("VideoCreated")), [400, 402, 404, 409, 413, 422],
-            parameters=[idempotency, cancel_after], body=_generate_body(catalog))},
+            parameters=[idempotency, cancel_after, prefer], body=_generate_body(catalog))},
         "/video/list": {"get": _operation("listVideos", "The caller's videos, newest first.",
                                           _ok("A page of videos.", _paged("videos", "VideoSummary")), [400],
                                           parameters=_paging())},
@@ -207,7 +213,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
             "getTaskStatus", "Poll a video's generation status.", _ok("The status.", _ref("VideoTask")),
             [400, 404], parameters=[{"name": "uuid", "in": "query", "required": True,
                                      "description": "Video UUID from the generate response.",
-                                     "schema": {"type": "string", "minLength": 1}}])},
+                                     "schema": {"type": "string", "minLength": 1}}, prefer])},
         "/config/models": {"get": _operation(
             "listModels", "The models available for generation.",
             _ok("The catalogue.", _object({"models": {"type": "array", "items": _ref("Model")}})), [],

@@ -16,13 +16,16 @@ from kensa_gql.api import render
 from kensa_gql.api.payloads import JSONTooDeep, declared_too_large, loads
 from kensa_gql.api.responses import FastJSONResponse
 from kensa_gql.api.rest.openapi import OPENAPI_PATH, openapi_document
+from kensa_gql.api.rest.waiting import applied, preferred_wait, unless_disconnected
 from kensa_gql.domain.errors import BadUserInput, NotFound, PayloadTooLarge
 from kensa_gql.domain.paging import Page, page_of
-from kensa_gql.services import accounts, videos
+from kensa_gql.domain.videos import Video
+from kensa_gql.services import accounts, following, videos
 from kensa_gql.services.accounts import Principal, bearer_token
 from kensa_gql.services.deps import Deps
 
 MAX_BODY_BYTES = 64 * 1024
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged, never received by anyone
 
 
 class VideoIdConvertor(Convertor[str]):
@@ -42,6 +45,10 @@ register_url_convertor("video_id", VideoIdConvertor())
 
 def ok(data: Any) -> Response:
     return FastJSONResponse({"success": True, "data": data})
+
+
+def ok_with(data: Any, headers: dict[str, str]) -> Response:
+    return FastJSONResponse({"success": True, "data": data}, headers=headers)
 
 
 def _deps(request: Request) -> Deps:
@@ -106,11 +113,26 @@ def cancel_after(value: str | None) -> int | None:
 
 async def generate(request: Request) -> Response:
     principal = await _principal(request)
+    wait = preferred_wait(request.headers)  # read first: a bad one is ignored, never a reason to refuse
     deadline = cancel_after(request.headers.get("cancel-after"))
     body = await _json_object(request)
     result = await videos.generate_video(body, principal, idempotency_key=request.headers.get("idempotency-key"),
                                          deadline_seconds=deadline, deps=_deps(request))
-    return ok(render.video_created(result.video))
+    if wait is None:
+        return ok(render.video_created(result.video))
+    # Created and charged whatever happens next: a video deleted while held answers as created.
+    answered, video = await unless_disconnected(request.receive, _finished_or(
+        result.video, principal, seconds=wait, deps=_deps(request)))
+    if not answered or video is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return ok_with(render.video_waited(video), applied(wait))
+
+
+async def _finished_or(video: Video, principal: Principal, *, seconds: int, deps: Deps) -> Video:
+    try:
+        return await following.until_finished(video.uuid, principal, seconds=seconds, deps=deps)
+    except NotFound:
+        return video
 
 
 async def list_videos(request: Request) -> Response:
@@ -126,7 +148,14 @@ async def task_status(request: Request) -> Response:
     uuid = request.query_params.get("uuid")
     if not uuid:
         raise BadUserInput("uuid: is required", field="uuid")
-    return ok(render.video_task(await videos.get_video(uuid, principal, deps=_deps(request))))
+    wait = preferred_wait(request.headers)
+    if wait is None:
+        return ok(render.video_task(await videos.get_video(uuid, principal, deps=_deps(request))))
+    answered, video = await unless_disconnected(request.receive, following.until_finished(
+        uuid, principal, seconds=wait, deps=_deps(request)))
+    if not answered or video is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return ok_with(render.video_task(video), applied(wait))
 
 
 async def get_video(request: Request) -> Response:

@@ -29,6 +29,7 @@ type Query {
   video(uuid: ID!): Video
   videoTask(uuid: ID!): VideoTask
   creditHistory(page: Int! = 1, pageSize: Int! = 20): CreditTransactionPage!
+  price(input: GenerateVideoInput!): Int!
 }
 type Mutation {
   generateVideo(input: GenerateVideoInput!): Video!
@@ -53,11 +54,13 @@ type CancelResult { outcome: CancelOutcome!  video: Video }
 type Video { id: ID!  uuid: ID!  prompt: String!  model: String!  status: VideoStatus!  progress: Int!
              provider: String  videoUrl: String  thumbnailUrl: String  startImageUrl: String  duration: Int!
              resolution: String  aspectRatio: String!  fileSize: Int  creditsUsed: Int!  generationTime: Int
-             createdAt: String!  completedAt: String  errorMessage: String  failure: Failure }
+             createdAt: String!  completedAt: String  errorMessage: String  failure: Failure  queuePosition: Int }
 type VideoTask { uuid: ID!  status: VideoStatus!  progress: Int! }
 type VideoPage { videos: [Video!]!  total: Int!  page: Int!  pageSize: Int! }
 type VideoModel { id: ID!  name: String!  provider: String!  modes: [String!]!  maxDuration: Int!
-                  durations: [Int!]!  resolutions: [String!]!  aspectRatios: [String!]!  enabled: Boolean! }
+                  durations: [Int!]!  resolutions: [String!]!  aspectRatios: [String!]!  enabled: Boolean!
+                  prices: [Price!]! }
+type Price { duration: Int!  quality: String!  credits: Int! }
 type DeleteVideoResult { uuid: ID!  deleted: Boolean! }
 type CreditTransaction { id: ID!  transNo: String!  transType: String!  credits: Int!  balanceAfter: Int!
                          videoUuid: ID  createdAt: String! }

@@ -1,0 +1,78 @@
+"""Queue positions: where a PENDING video waits, in claim order, read for a page in one statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from kensa_gql.adapters.db.videos_store import VideosStore
+from kensa_gql.services import videos
+from tests.api.graphql.asgi_sockets import REQUEST, Gateway
+
+LIST = "query { videos(pageSize: 20) { videos { uuid status queuePosition } } }"
+ONE = "query One($uuid: ID!) { video(uuid: $uuid) { uuid queuePosition } }"
+FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status queuePosition } }"
+
+
+@pytest.fixture
+def statements(gateway: Gateway) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engine = gateway.app.state.deps.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+async def post(gateway: Gateway, key: str, query: str, variables: dict[str, Any] | None = None) -> Any:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app), base_url="http://gw") as client:
+        r = await client.post("/graphql", json={"query": query, "variables": variables or {}},
+                              headers={"Authorization": f"Bearer {key}"})
+    body = r.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_pending_videos_show_their_place_in_claim_order(gateway: Gateway, make_user: Any,
+                                                              statements: list[str]) -> None:
+    # given the gateway's user with one waiting video (their first), three more of theirs, then another user's
+    deps = gateway.app.state.deps
+    owner = await gateway.app.state.authenticator.authenticate(gateway.key)
+    mine = [gateway.uuid] + [(await videos.generate_video(REQUEST, owner, deps=deps)).video.uuid for _ in range(3)]
+    other = await make_user(credits=10)
+    theirs = (await videos.generate_video(
+        REQUEST, await gateway.app.state.authenticator.authenticate(other.key), deps=deps)).video.uuid
+    for _ in range(2):  # the first POST takes Strawberry's path, the next the compiled one when it can
+        # when the owner lists their videos
+        statements.clear()
+        page = (await post(gateway, gateway.key, LIST))["videos"]["videos"]
+        # then each waits in claim order: every user's first video before anyone's second
+        assert {v["uuid"]: v["queuePosition"] for v in page} == {mine[0]: 1, mine[1]: 3, mine[2]: 4, mine[3]: 5}
+        # and the positions of the whole page came in one statement, not one per video
+        assert sum("row_number" in s.lower() for s in statements) == 1, statements
+        # the other user's first video goes second, before the owner's second
+        assert (await post(gateway, other.key, ONE, {"uuid": theirs}))["video"]["queuePosition"] == 2
+
+
+async def test_a_started_video_has_no_position_and_the_subscription_shows_it(gateway: Gateway) -> None:
+    # given the owner's waiting video, followed
+    client = await gateway.connect()
+    client.say({"id": "1", "type": "subscribe", "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+    snapshot = await client.receive()
+    assert snapshot["payload"]["data"]["videoStatus"] == {"uuid": gateway.uuid, "status": "PENDING",
+                                                          "queuePosition": 1}
+    # when a runner claims it
+    async with gateway.app.state.deps.db.writing() as uow:
+        assert len(await VideosStore(uow).claim_due("r", now_ms=2**50, lease_ms=1000, limit=1)) == 1
+        await uow.commit()
+    # then it has no position any more, though it is still PENDING until a provider takes it
+    data = await post(gateway, gateway.key, ONE, {"uuid": gateway.uuid})
+    assert data["video"]["queuePosition"] is None
+    await client.disconnect()
