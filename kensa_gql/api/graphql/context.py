@@ -67,6 +67,11 @@ class Context:
         self._principal: Principal | None = None
         self._authenticating: asyncio.Future[Principal] | None = None
 
+    @property
+    def signed_in(self) -> Principal | None:
+        """The caller, if known already (a socket's, or an HTTP request's once asked); no lookup."""
+        return self._principal
+
     def sign_in(self, principal: Principal) -> None:
         self._principal = principal
 
