@@ -172,14 +172,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint),
+        *([Route("/metrics", metrics_endpoint)] if settings.metrics else []),
         Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
     ]
     # Outermost: it times and counts every response, the request context's 500s included.
-    middleware = [Middleware(HttpMetrics), Middleware(RequestContext)]
+    middleware = [*([Middleware(HttpMetrics)] if settings.metrics else []), Middleware(RequestContext)]
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],

@@ -101,13 +101,15 @@ class Settings(BaseSettings):
     # generates and for every other call, per client address without a valid key. Shared through
     # Redis when KENSA_BROADCAST_URL is redis://, else counted in this process.
     rate_limits: bool = True
-    rate_limit_generate_per_minute: int = Field(default=60, ge=0, le=1_000_000)
-    rate_limit_requests_per_minute: int = Field(default=1200, ge=0, le=1_000_000)
-    rate_limit_anonymous_per_minute: int = Field(default=600, ge=0, le=1_000_000)
+    rate_limit_generate_per_minute: int = Field(default=60, ge=0, le=1_000_000_000)
+    rate_limit_requests_per_minute: int = Field(default=1200, ge=0, le=1_000_000_000)
+    rate_limit_anonymous_per_minute: int = Field(default=600, ge=0, le=1_000_000_000)
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; empty: none.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # /metrics (api/metrics.py): a bearer token to require; empty: open (keep it off the public edge).
+    # Prometheus (api/metrics.py): false drops the HTTP instruments and /metrics; a bearer token
+    # to require at /metrics (empty: open; keep it off the public edge then).
+    metrics: bool = True
     metrics_token: SecretStr | None = None
 
     @field_validator("routes", mode="before")

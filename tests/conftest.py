@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -22,6 +23,13 @@ from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
 from tests.backends import PostgresDatabases
+
+# The suite's clients send far more than any person would (fuzzers, floods, differential runs):
+# rate limits stay on, so every response carries its headers, with budgets no test reaches.
+# Tests of the limits set theirs explicitly (tests/api/test_rate_limits.py).
+SUITE_BUDGETS = {f"KENSA_RATE_LIMIT_{name}_PER_MINUTE": "1000000000" for name in ("GENERATE", "REQUESTS", "ANONYMOUS")}
+for _name, _value in SUITE_BUDGETS.items():
+    os.environ.setdefault(_name, _value)
 
 # Vendor emulators' fixtures (sample_video, emulator_for), for the provider tests.
 pytest_plugins = ["tests.emulators.fixtures"]

@@ -38,6 +38,10 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KENSA_MAX_RUNNING_TASKS": str(settings.max_running_tasks),
         "KENSA_AUTH_CACHE_SECONDS": "0",
         "KENSA_LOG_LEVEL": "INFO",
+        # As in-process servers (tests/conftest.py): limits on, budgets no test reaches.
+        **{name: "1000000000" for name in ("KENSA_RATE_LIMIT_GENERATE_PER_MINUTE",
+                                           "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE",
+                                           "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE")},
     })
     env.update(extra)
     return env
