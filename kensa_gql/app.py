@@ -41,6 +41,7 @@ from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.metrics import HttpMetrics, metrics_endpoint
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.ratelimits import RateLimiter, Throttle
+from kensa_gql.api.rest import docs as rest_docs
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
@@ -168,6 +169,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
         graphql_route,
+        *rest_docs.routes(),  # before the mount, which would take /api/v1/docs for itself
         Mount("/api/v1", routes=rest.routes()),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),

@@ -25,7 +25,7 @@ from kensa_gql.services.accounts import bearer_token, frozen_credits
 from kensa_gql.services.deps import Deps
 
 _METHODS = frozenset({"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"})
-_FIXED = ("/graphql", "/healthz", "/readyz", "/metrics", "/")
+_FIXED = ("/graphql", "/healthz", "/readyz", "/metrics", "/", "/api/v1/docs")
 
 
 def _templates() -> tuple[dict[str, str], list[tuple[re.Pattern[str], str]]]:
@@ -56,6 +56,8 @@ class HttpMetrics:
         for pattern, name in self._patterns:
             if pattern.fullmatch(path):
                 return name
+        if path.startswith("/api/v1/docs/"):
+            return "/api/v1/docs/{file}"
         if path.startswith("/media/"):
             return "/media/{folder}/{file}"
         if path.startswith("/webhooks/"):
