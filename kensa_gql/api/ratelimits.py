@@ -35,6 +35,7 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kensa_gql import metrics
 from kensa_gql.domain.errors import RateLimited, Unauthenticated, Unavailable
 from kensa_gql.services.accounts import Principal, bearer_token
 from kensa_gql.settings import Settings
@@ -153,6 +154,7 @@ class RateLimiter:
 
 
 def refused(decision: Decision) -> RateLimited:
+    metrics.RATE_LIMITED.labels(decision.policy).inc()
     return RateLimited(f"rate limit exceeded: {decision.limit} {decision.policy} per minute; "
                        f"retry after {decision.retry_after} s", retry_after=decision.retry_after)
 
