@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from limits import RateLimitItem, RateLimitItemPerMinute
+from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +53,10 @@ class LeanMemoryStorage(MemoryStorage):
         self._sweep_at = time.time() + _WINDOW
 
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        return self.count(key, expiry, amount)[0]
+
+    def count(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
+        """Add ``amount`` to the key's window; its count and when the window ends. No await: the hot path's."""
         now = time.time()
         if now >= self._sweep_at:  # forget windows nobody touched again: memory stays bounded
             self._sweep_at = now + _WINDOW
@@ -65,7 +69,7 @@ class LeanMemoryStorage(MemoryStorage):
             self.expirations[key] = now + expiry
         value += amount
         self.storage[key] = value
-        return value
+        return value, self.expirations[key]
 
     async def get(self, key: str) -> int:
         if self.expirations.get(key, 0.0) <= time.time():
@@ -110,7 +114,8 @@ class RateLimiter:
         self.defaults = {GENERATE: settings.rate_limit_generate_per_minute,
                          REQUESTS: settings.rate_limit_requests_per_minute,
                          ANONYMOUS: settings.rate_limit_anonymous_per_minute}
-        self._items: dict[tuple[str, int], RateLimitItem] = {}
+        self._keys: dict[tuple[str, int, str], str] = {}
+        self._memory = self.storage if isinstance(self.storage, LeanMemoryStorage) else None
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     def budget(self, policy: str, principal: Principal | None) -> int:
@@ -120,14 +125,20 @@ class RateLimiter:
         return self.defaults[policy] if own is None else own
 
     async def hit(self, policy: str, identity: str, limit: int) -> Decision:
-        item = self._items.get((policy, limit))
-        if item is None:
-            item = self._items[(policy, limit)] = RateLimitItemPerMinute(limit, namespace=policy)
-        # limits' FixedWindowRateLimiter.hit and get_window_stats, with the key built once and
-        # one read fewer (the count comes back from the increment).
-        key = item.key_for(identity)
-        count = await self.storage.incr(key, _WINDOW)
-        reset = math.ceil(await self.storage.get_expiry(key) - time.time())
+        key = self._keys.get((policy, limit, identity))
+        if key is None:
+            if len(self._keys) > 100_000:  # identities come and go: a cache, never a leak
+                self._keys.clear()
+            item = RateLimitItemPerMinute(limit, namespace=policy)
+            key = self._keys[(policy, limit, identity)] = item.key_for(identity)
+        # limits' FixedWindowRateLimiter.hit and get_window_stats: in memory one call without an
+        # await (the storage methods are wrapped for errors: a layer per call); Redis, the two reads.
+        if self._memory is not None:
+            count, expires = self._memory.count(key, _WINDOW)
+        else:
+            count = await self.storage.incr(key, _WINDOW)
+            expires = await self.storage.get_expiry(key)
+        reset = math.ceil(expires - time.time())
         return Decision(count <= limit, policy, limit, max(0, limit - count), min(max(0, reset), _WINDOW))
 
     async def hit_user(self, policy: str, principal: Principal) -> Decision:
