@@ -170,3 +170,21 @@ async def test_a_websocket_operation_over_the_budget_gets_an_error_and_the_socke
     [error] = replies[2]["payload"]
     assert error["extensions"]["code"] == "RATE_LIMITED" and 1 <= error["extensions"]["retryAfter"] <= 60
     assert pong["type"] == "pong"
+
+
+async def test_a_legacy_graphql_ws_operation_over_the_budget_gets_an_error_too(serve: Serve, make_user: Any) -> None:
+    server = serve(run_worker=False, rate_limit_requests_per_minute=1)
+    user: User = await make_user()
+    url = server.url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("graphql-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {user.key}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        # legacy graphql-ws runs subscriptions only: the query is refused, yet counted
+        await ws.send(json.dumps({"id": "1", "type": "start", "payload": {"query": ME}}))
+        first = json.loads(await ws.recv())
+        assert first["payload"]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", first
+        await ws.send(json.dumps({"id": "2", "type": "start", "payload": {"query": ME}}))
+        refused = json.loads(await ws.recv())
+        await ws.send(json.dumps({"id": "3", "type": "stop"}))  # the socket still reads
+    assert refused["type"] == "error" and refused["id"] == "2"
+    assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
