@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ from kensa_gql import metrics
 from kensa_gql.domain.errors import RateLimited, Unauthenticated, Unavailable
 from kensa_gql.services.accounts import Principal, bearer_token
 from kensa_gql.settings import Settings
+
+log = logging.getLogger(__name__)
 
 GENERATE, REQUESTS, ANONYMOUS = "generate", "requests", "anonymous"
 _GENERATE_PATH = "/api/v1/video/generate"
@@ -116,6 +119,7 @@ class RateLimiter:
                          ANONYMOUS: settings.rate_limit_anonymous_per_minute}
         self._keys: dict[tuple[str, int, str], str] = {}
         self._memory = self.storage if isinstance(self.storage, LeanMemoryStorage) else None
+        self._warn_at = 0.0
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     def budget(self, policy: str, principal: Principal | None) -> int:
@@ -136,8 +140,16 @@ class RateLimiter:
         if self._memory is not None:
             count, expires = self._memory.count(key, _WINDOW)
         else:
-            count = await self.storage.incr(key, _WINDOW)
-            expires = await self.storage.get_expiry(key)
+            try:
+                count = await self.storage.incr(key, _WINDOW)
+                expires = await self.storage.get_expiry(key)
+            except Exception as exc:
+                # Redis away: serve unlimited rather than fail every request; say so now and then.
+                now = time.monotonic()
+                if now >= self._warn_at:
+                    self._warn_at = now + 10
+                    log.warning("rate limits not enforced: their Redis storage failed (%s)", exc)
+                return Decision(True, policy, limit, limit, _WINDOW)
         reset = math.ceil(expires - time.time())
         return Decision(count <= limit, policy, limit, max(0, limit - count), min(max(0, reset), _WINDOW))
 

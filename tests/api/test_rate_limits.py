@@ -14,7 +14,9 @@ import pytest
 import websockets
 
 from kensa_gql.adapters.db.database import Database
+from kensa_gql.api.ratelimits import LeanMemoryStorage, RateLimiter
 from kensa_gql.services import accounts
+from kensa_gql.settings import Settings
 from tests.conftest import Serve, User
 
 ME = "query Me { me { email } }"
@@ -188,3 +190,17 @@ async def test_a_legacy_graphql_ws_operation_over_the_budget_gets_an_error_too(s
         await ws.send(json.dumps({"id": "3", "type": "stop"}))  # the socket still reads
     assert refused["type"] == "error" and refused["id"] == "2"
     assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_a_window_starts_again_once_it_has_ended() -> None:
+    storage = LeanMemoryStorage()
+    assert storage.count("k", 60)[0] == 1 and storage.count("k", 60)[0] == 2
+    assert storage.count("gone", 0)[0] == 1
+    assert storage.count("gone", 0)[0] == 1  # its window (0 s) had ended: a fresh one
+    assert await storage.get("k") == 2 and await storage.get("gone") == 0
+
+
+async def test_with_its_redis_away_the_limiter_lets_requests_through() -> None:
+    limiter = RateLimiter(Settings(broadcast_url="redis://127.0.0.1:1/0"))
+    decision = await limiter.hit("requests", "1", 3)
+    assert decision.allowed and decision.remaining == 3
