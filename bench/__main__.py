@@ -197,6 +197,9 @@ def environment(tool: str) -> dict[str, Any]:
                                                           "aiosqlite", "uvloop", "httptools")}}
 
 
+UNLIMITED = 1_000_000_000  # per minute: the most KENSA_RATE_LIMIT_* take
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,6 +216,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
     parser.add_argument("--graphql-fastpath", choices=("on", "off"), default="on",
                         help="the gateway's KENSA_GRAPHQL_FASTPATH (off: stock Strawberry serves /graphql)")
+    parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                        help="the gateway's KENSA_RATE_LIMITS; on, with budgets no bench load reaches")
+    parser.add_argument("--metrics", choices=("on", "off"), default="on",
+                        help="the gateway's KENSA_METRICS (the HTTP instruments and /metrics)")
     return parser.parse_args(argv)
 
 
@@ -230,7 +237,8 @@ def main(argv: list[str]) -> int:
         selected -= GRAPHQL_FIGURES
     tool = "wrk" if args.load == "wrk" or (args.load == "auto" and load.wrk_available()) else "python"
     today = datetime.now(UTC).date().isoformat()
-    name = today + ("-quick" if args.quick else "") + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
+    name = (today + ("-quick" if args.quick else "") + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
+            + ("-limits-off" if args.rate_limits == "off" else "") + ("-metrics-off" if args.metrics == "off" else ""))
     out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     workdir = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
     started = time.monotonic()
@@ -240,7 +248,8 @@ def main(argv: list[str]) -> int:
 
     say(f"kensa-gql bench: {', '.join(f for f in FIGURES if f in selected)}; load generator {tool}; "
         f"server on core 0, load on core 1{'' if pinning_possible() else ' (pinning unavailable)'}; "
-        f"{sizes.rounds} round(s) x {sizes.duration:g} s; GraphQL fast path {args.graphql_fastpath}")
+        f"{sizes.rounds} round(s) x {sizes.duration:g} s; GraphQL fast path {args.graphql_fastpath}; "
+        f"rate limits {args.rate_limits}; metrics {args.metrics}")
     results: dict[str, Any] = {}
     try:
         needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
@@ -248,7 +257,14 @@ def main(argv: list[str]) -> int:
         generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=MAX_CREDITS)
                      if "generate" in selected else None)
         env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING",
-               "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false"}
+               "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false",
+               # Limits on (the default) are set explicitly, far above any load here: the bench's
+               # own key must never be refused, yet every request pays the check.
+               "KENSA_RATE_LIMITS": "true" if args.rate_limits == "on" else "false",
+               "KENSA_RATE_LIMIT_GENERATE_PER_MINUTE": str(UNLIMITED),
+               "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE": str(UNLIMITED),
+               "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(UNLIMITED),
+               "KENSA_METRICS": "true" if args.metrics == "on" else "false"}
         http_selected = selected - {"fanout"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []

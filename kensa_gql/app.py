@@ -39,7 +39,10 @@ from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
 from kensa_gql.api import console
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
+from kensa_gql.api.metrics import HttpMetrics, metrics_endpoint
 from kensa_gql.api.middleware import RequestContext
+from kensa_gql.api.ratelimits import RateLimiter, Throttle
+from kensa_gql.api.rest import docs as rest_docs
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
@@ -172,22 +175,27 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
         graphql_route,
+        *rest_docs.routes(),  # before the mount, which would take /api/v1/docs for itself
         Mount("/api/v1", routes=rest.routes()),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *([Route("/metrics", metrics_endpoint)] if settings.metrics else []),
         Mount("/webhooks", routes=webhook_routes()),
         # Only finished media is public: work in progress under media/.work never is.
         *[Mount(f"/media/{folder}", app=MediaFiles(directory=media_root / folder, check_dir=False))
           for folder in MEDIA_FOLDERS],
         *console.routes(console=settings.console, graphiql=settings.graphiql),
     ]
-    middleware = [Middleware(RequestContext)]
+    # Outermost: it times and counts every response, the request context's 500s included.
+    middleware = [*([Middleware(HttpMetrics)] if settings.metrics else []), Middleware(RequestContext)]
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key", "cancel-after",
                                                     "x-request-id"]))
+    # Inside CORS, so a 429 carries its headers too; before the front door, so every route pays it.
+    middleware.append(Middleware(Throttle))
     handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}
     # Innermost, inside the request context and CORS: the hottest routes skip Starlette's
     # exception layer and router, and nothing else changes (api/frontdoor.py). GraphQL POSTs
@@ -195,6 +203,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     middleware.append(Middleware(FrontDoor, graphql=graphql_route if settings.graphql_fastpath else None))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.settings = settings
+    app.state.limiter = RateLimiter(settings) if settings.rate_limits else None
     app.state.storage = storage
     app.state.callbacks = callback_urls(settings)
     return app

@@ -46,6 +46,15 @@ def _credits(text: str) -> int:
     return value
 
 
+def _limit(text: str) -> int | None:
+    if text == "default":
+        return None
+    value = _positive_int(text)
+    if value > 1_000_000:
+        raise argparse.ArgumentTypeError(f"at most 1000000 per minute: {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -79,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     ensure = users_sub.add_parser("ensure-demo", help="create the demo user (or a new key for it); prints the key")
     ensure.add_argument("--email", default="demo@kensa.local")
     ensure.add_argument("--credits", type=_credits, default=100)
+    set_limits = users_sub.add_parser(
+        "set-limits", help="set a user's own rate limits per minute ('default': the gateway's); prints them")
+    set_limits.add_argument("email")
+    set_limits.add_argument("--generate-per-minute", type=_limit, default=argparse.SUPPRESS, metavar="N|default",
+                            help="generates per minute (KENSA_RATE_LIMIT_GENERATE_PER_MINUTE when 'default')")
+    set_limits.add_argument("--requests-per-minute", type=_limit, default=argparse.SUPPRESS, metavar="N|default",
+                            help="other calls per minute (KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE when 'default')")
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -147,6 +163,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
             f"demo user {args.email} exists; issued a new API key"
         print(f"{what}. API key:")
         print(key)
+    elif args.command == "users" and args.users_command == "set-limits":
+        changes = {name: getattr(args, name) for name in accounts.LIMIT_NAMES if hasattr(args, name)}
+        limits = _with_db(settings, lambda db: accounts.set_limits(args.email, changes, db=db))
+        shown = ", ".join(f"{name.replace('_', '-')} {'default' if value is None else value}"
+                          for name, value in limits.items())
+        print(f"rate limits of {args.email}: {shown}")
     elif args.command == "keys" and args.keys_command == "create":
         issued = _with_db(settings, lambda db: accounts.create_key(args.email, db=db))
         print(f"key prefix: {issued.prefix}")

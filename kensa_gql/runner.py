@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from kensa_gql import metrics
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.adapters.downloads import download
@@ -188,7 +189,9 @@ class Runner:
                 limit=min(room, self._config.claim_batch), max_per_user=self._config.max_per_user)
             await store.mark_started([t.video_id for t in claimed if t.attempts == 1], now)
             await uow.commit()
+        claimed_at = now_ms()
         for task in claimed:
+            metrics.claimed(task.next_run_at_ms, claimed_at)
             if task.video_id in self._running:
                 continue
             driver = asyncio.create_task(self._drive_safely(task), name=f"drive-{task.video_id}")
@@ -280,7 +283,8 @@ class Runner:
                 task, video = await self._submit(task, video, job)
                 continue
             try:
-                status = await provider.poll(task.provider_task_id, job)
+                with metrics.provider_call(name, "poll"):
+                    status = await provider.poll(task.provider_task_id, job)
                 failures = 0
             except ProviderUnavailable as exc:
                 failures += 1
@@ -316,7 +320,8 @@ class Runner:
         last: ProviderError | None = None
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
-                provider_task_id = await provider.submit(job)
+                with metrics.provider_call(task.provider, "submit"):
+                    provider_task_id = await provider.submit(job)
                 break
             except ProviderUnavailable as exc:
                 last = exc
@@ -532,13 +537,17 @@ class Runner:
                 raise LeaseLost(f"task {video.id} is no longer ours")
             updated = await store.update_status(video, status=target.value, progress=progress, **values)
             effect = ledger_effect(target)
+            resolved = False
             if effect is LedgerEffect.SETTLE:
-                await ledger.settle(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+                resolved = await ledger.settle(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
             elif effect is LedgerEffect.RELEASE:
-                await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+                resolved = await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
             if target.is_terminal:
                 await store.finish_task(video.id)
             await uow.commit()
+        metrics.task_transition(target.value)
+        if resolved:
+            (metrics.credits_settled if effect is LedgerEffect.SETTLE else metrics.credits_released)(video.credits_used)
         if target is VideoStatus.FAILED:
             log.info("video %s failed: %s", video.uuid, values.get("error_message"))
         await self._deps.publisher.video_changed(updated)

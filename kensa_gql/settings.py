@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -102,6 +103,21 @@ class Settings(BaseSettings):
     # Authentication cache: how long a verified key is trusted before the database is asked again.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
+    # Rate limits per minute (api/ratelimits.py, docs/operations.md): per API key (its user) for
+    # generates and for every other call, per client address without a valid key. Shared through
+    # Redis when KENSA_BROADCAST_URL is redis://, else counted in this process.
+    rate_limits: bool = True
+    rate_limit_generate_per_minute: int = Field(default=60, ge=0, le=1_000_000_000)
+    rate_limit_requests_per_minute: int = Field(default=1200, ge=0, le=1_000_000_000)
+    rate_limit_anonymous_per_minute: int = Field(default=600, ge=0, le=1_000_000_000)
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client; empty: none.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Prometheus (api/metrics.py): false drops the HTTP instruments and /metrics; a bearer token
+    # to require at /metrics (empty: open; keep it off the public edge then).
+    metrics: bool = True
+    metrics_token: SecretStr | None = None
+
     @field_validator("routes", mode="before")
     @classmethod
     def _parse_routes(cls, value: Any) -> Any:
@@ -112,6 +128,25 @@ class Settings(BaseSettings):
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc.msg}") from exc
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {network!r}") from None
+        return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator("cors_origins", mode="before")

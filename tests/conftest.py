@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -22,6 +23,14 @@ from kensa_gql.app import create_app
 from kensa_gql.services import accounts
 from kensa_gql.settings import Settings
 from tests.backends import PostgresDatabases
+from tests.openapi_contract import ContractCheck
+
+# The suite's clients send far more than any person would (fuzzers, floods, differential runs):
+# rate limits stay on, so every response carries its headers, with budgets no test reaches.
+# Tests of the limits set theirs explicitly (tests/api/test_rate_limits.py).
+SUITE_BUDGETS = {f"KENSA_RATE_LIMIT_{name}_PER_MINUTE": "1000000000" for name in ("GENERATE", "REQUESTS", "ANONYMOUS")}
+for _name, _value in SUITE_BUDGETS.items():
+    os.environ.setdefault(_name, _value)
 
 # Vendor emulators' fixtures (sample_video, emulator_for), for the provider tests.
 pytest_plugins = ["tests.emulators.fixtures"]
@@ -79,7 +88,9 @@ class LiveServer:
         # public_url: what the gateway believes it is reachable at (e.g. https behind a proxy).
         self.app = create_app(settings.model_copy(update={"public_url": public_url or self.url}),
                               run_worker=run_worker)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+        # Every REST response it sends is checked against the OpenAPI document (tests/openapi_contract.py).
+        self.contract = ContractCheck(self.app)
+        config = uvicorn.Config(self.contract, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws_per_message_deflate=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -95,6 +106,8 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        violations, self.contract.violations = self.contract.violations, []
+        assert not violations, "responses the OpenAPI document does not admit:\n" + "\n".join(violations[:20])
 
 
 @pytest.fixture

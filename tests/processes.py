@@ -39,6 +39,10 @@ def gateway_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KENSA_MAX_ACTIVE_VIDEOS_PER_USER": str(settings.max_active_videos_per_user),
         "KENSA_AUTH_CACHE_SECONDS": "0",
         "KENSA_LOG_LEVEL": "INFO",
+        # As in-process servers (tests/conftest.py): limits on, budgets no test reaches.
+        **{name: "1000000000" for name in ("KENSA_RATE_LIMIT_GENERATE_PER_MINUTE",
+                                           "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE",
+                                           "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE")},
     })
     env.update(extra)
     return env

@@ -7,7 +7,7 @@
     ├── NotFound                NOT_FOUND
     ├── Conflict                CONFLICT
     ├── IdempotencyKeyReused    IDEMPOTENCY_KEY_REUSED
-    ├── RateLimited             RATE_LIMITED
+    ├── RateLimited             RATE_LIMITED             (a budget per minute is spent; retry_after)
     ├── PayloadTooLarge         PAYLOAD_TOO_LARGE
     ├── Unavailable             UNAVAILABLE              (a backing service cannot serve now; retry_after)
     │   └── StorageUnavailable      (finished media cannot be written: read-only, full, unreachable)
@@ -89,9 +89,13 @@ class IdempotencyKeyReused(KensaError):
 
 
 class RateLimited(KensaError):
-    """Too many requests; try again later."""
+    """Too many requests for the caller's budget; try again after ``retry_after`` s."""
 
     code = "RATE_LIMITED"
+
+    def __init__(self, message: str = "rate limit exceeded", *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class PayloadTooLarge(KensaError):

@@ -8,7 +8,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from kensa_gql.adapters.db.accounts_store import AccountsStore, DuplicateEmail
@@ -34,6 +34,9 @@ class Principal:
 
     user_id: int
     email: str
+    # The user's own rate limits per minute (`users set-limits`); None: the gateway's defaults.
+    generate_per_minute: int | None = None
+    requests_per_minute: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,28 @@ async def active_keys(keys: Collection[str], *, db: Database) -> set[str]:
     return {wanted[digest] for digest in hashes if digest in wanted}
 
 
+LIMIT_NAMES = ("generate_per_minute", "requests_per_minute")
+MAX_LIMIT = 1_000_000
+
+
+async def set_limits(email: str, changes: Mapping[str, int | None], *, db: Database) -> dict[str, int | None]:
+    """Change a user's own rate limits per minute (None: back to the gateway's default); returns
+    both as they are now. Live within the auth cache's lifetime."""
+    for name, value in changes.items():
+        if name not in LIMIT_NAMES:
+            raise BadUserInput(f"no such limit: {name}", field=name)
+        if value is not None and not 0 <= value <= MAX_LIMIT:
+            raise BadUserInput(f"{name} must be between 0 and {MAX_LIMIT}", field=name)
+    async with db.writing() as uow:
+        store = AccountsStore(uow)
+        user = await store.user_by_email(email.strip().lower())
+        if user is None:
+            raise NotFound("user")
+        limits = await store.set_limits(user.id, changes)
+        await uow.commit()
+    return limits
+
+
 async def grant_credits(email: str, amount: int, *, kind: PackageType = PackageType.GIFT,
                         expires_in_days: float | None = None, db: Database) -> Balance:
     """Give a user a package of credits; returns the new balance."""
@@ -125,6 +150,12 @@ async def grant_credits(email: str, amount: int, *, kind: PackageType = PackageT
 async def count_users(*, db: Database) -> int:
     async with db.reading() as uow:
         return await AccountsStore(uow).count_users()
+
+
+async def frozen_credits(*, db: Database) -> int:
+    """Credits frozen by every video in flight, over all users (a gauge for /metrics)."""
+    async with db.reading() as uow:
+        return await LedgerStore(uow).frozen_total()
 
 
 async def get_balance(principal: Principal, *, db: Database) -> Balance:
@@ -176,7 +207,7 @@ class Authenticator:
         if record is None or record.revoked or not hmac.compare_digest(record.key_hash, digest):
             self._cache.pop(digest, None)
             raise Unauthenticated()
-        principal = Principal(record.user_id, record.email)
+        principal = Principal(record.user_id, record.email, record.generate_per_minute, record.requests_per_minute)
         if self._ttl > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -68,9 +68,10 @@ class Pair:
 
     @staticmethod
     def _headers(r: httpx.Response, server: LiveServer) -> list[tuple[str, str]]:
-        # uvicorn's date header ticks every second; the request id is compared by `same`.
+        # uvicorn's date header ticks every second; the request id is compared by `same`; each
+        # server counts its own rate limit budget (the RateLimit header's remaining and reset).
         return [(k, v.replace(server.url, "BASE")) for k, v in r.headers.multi_items()
-                if k not in ("date", "x-request-id")]
+                if k not in ("date", "x-request-id", "ratelimit")]
 
     @staticmethod
     def _body(r: httpx.Response, server: LiveServer) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -25,16 +25,21 @@ class KeyRecord:
     email: str
     key_hash: str
     revoked: bool
+    generate_per_minute: int | None = None  # the user's own rate limits; None: the defaults
+    requests_per_minute: int | None = None
 
 
 # Built once; adapters/db/reads.py runs the same statement on the raw driver connection.
-KEY_BY_PREFIX = (select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at_ms, users.c.email)
+KEY_BY_PREFIX = (select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at_ms, users.c.email,
+                        users.c.generate_per_minute, users.c.requests_per_minute)
                  .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == bindparam("prefix")))
 
 
-def key_record(key_id: int, user_id: int, key_hash: str, revoked_at_ms: int | None, email: str) -> KeyRecord:
+def key_record(key_id: int, user_id: int, key_hash: str, revoked_at_ms: int | None, email: str,
+               generate_per_minute: int | None, requests_per_minute: int | None) -> KeyRecord:
     """A KEY_BY_PREFIX row, in its column order."""
-    return KeyRecord(id=key_id, user_id=user_id, email=email, key_hash=key_hash, revoked=revoked_at_ms is not None)
+    return KeyRecord(id=key_id, user_id=user_id, email=email, key_hash=key_hash, revoked=revoked_at_ms is not None,
+                     generate_per_minute=generate_per_minute, requests_per_minute=requests_per_minute)
 
 
 class DuplicateEmail(Exception):
@@ -82,6 +87,14 @@ class AccountsStore:
                 .where(api_keys.c.prefix.in_(list(prefixes[start:start + 500])), api_keys.c.revoked_at_ms.is_(None)))
             found.update(row.key_hash for row in rows)
         return found
+
+    async def set_limits(self, user_id: int, changes: Mapping[str, int | None]) -> dict[str, int | None]:
+        """Write the given limits (generate_per_minute, requests_per_minute); returns both after."""
+        statement = update(users).where(users.c.id == user_id).returning(
+            users.c.generate_per_minute, users.c.requests_per_minute)
+        row = (await self._uow.conn.execute(statement.values(**changes) if changes else
+                                            statement.values(id=users.c.id))).one()
+        return {"generate_per_minute": row[0], "requests_per_minute": row[1]}
 
     async def revoke_key(self, prefix: str, now_ms: int) -> bool:
         result = await self._uow.conn.execute(

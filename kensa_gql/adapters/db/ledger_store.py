@@ -97,6 +97,12 @@ class LedgerStore:
                 or_(c.expires_at_ms.is_(None), c.expires_at_ms > now_ms)))
         return int(result.scalar_one())
 
+    async def frozen_total(self) -> int:
+        """Credits held by every pending hold: what videos in flight have frozen, over all users."""
+        total = (await self._uow.conn.execute(select(func.coalesce(func.sum(credit_holds.c.amount), 0))
+                                              .where(credit_holds.c.status == HoldStatus.PENDING.value))).scalar_one()
+        return int(total)
+
     async def balance(self, user_id: int, now_ms: int) -> Balance:
         c = credit_packages.c
         live = or_(c.expires_at_ms.is_(None), c.expires_at_ms > now_ms)

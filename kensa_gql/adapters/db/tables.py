@@ -35,6 +35,9 @@ users = Table(
     # How many of the user's videos are not soft-deleted: the list's total without counting rows.
     # Kept by the unit of work in the transaction that creates or deletes a video (uow.py).
     Column("live_videos", BigInteger, nullable=False, server_default=text("0")),
+    # The user's own rate limits per minute (`users set-limits`); NULL: the gateway's defaults.
+    Column("generate_per_minute", Integer),
+    Column("requests_per_minute", Integer),
 )
 
 api_keys = Table(

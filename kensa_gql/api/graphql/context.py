@@ -86,6 +86,11 @@ class Context:
             self._queue_positions = DataLoader(load, cache=False)
         return self._queue_positions
 
+    @property
+    def signed_in(self) -> Principal | None:
+        """The caller, if known already (a socket's, or an HTTP request's once asked); no lookup."""
+        return self._principal
+
     def sign_in(self, principal: Principal) -> None:
         self._principal = principal
 

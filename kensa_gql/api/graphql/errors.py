@@ -17,7 +17,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from kensa_gql.api.error_status import is_public
-from kensa_gql.domain.errors import BadUserInput, KensaError, Unavailable
+from kensa_gql.domain.errors import BadUserInput, KensaError, RateLimited, Unavailable
 
 log = logging.getLogger("kensa_gql.errors")
 
@@ -106,7 +106,7 @@ class ErrorCodes(MaskErrors):
             extensions: dict[str, Any] = {"code": known.code}
             if isinstance(known, BadUserInput) and known.field:
                 extensions["field"] = known.field
-            elif isinstance(known, Unavailable):
+            elif isinstance(known, Unavailable | RateLimited):
                 extensions["retryAfter"] = known.retry_after  # seconds; over HTTP also Retry-After
             return GraphQLError(known.message, nodes=error.nodes, source=error.source,
                                 positions=error.positions, path=error.path, extensions=extensions)

@@ -48,6 +48,7 @@ from kensa_gql.api.graphql.context import presented_key, sessions
 from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws.frames import malformed
 from kensa_gql.api.payloads import JSONTooDeep
+from kensa_gql.api.ratelimits import check_operation, formatted
 from kensa_gql.domain.errors import Unauthenticated, Unavailable
 
 # What an operation's close may meet when the client went first: nothing to do about it then.
@@ -157,6 +158,12 @@ class TransportWSHandler(_SignedIn, BaseGraphQLTransportWSHandler[Any, Any]):
                 if within and "payload" in message and (not isinstance(payload, dict) or malformed(payload)):
                     await self.handle_invalid_message("Failed to parse message")
                     return
+                if within and isinstance(payload, dict):
+                    limited = await check_operation(self.context.connection.scope, self.context.signed_in)
+                    if limited is not None:  # this operation only: the socket and its others carry on
+                        await self.send_message(cast(Any, {"id": op_id, "type": "error",
+                                                           "payload": [formatted(limited)]}))
+                        return
         await super().handle_subscribe(message)
 
 
@@ -226,6 +233,11 @@ class LegacyWSHandler(_SignedIn, BaseGraphQLWSHandler[Any, Any]):
             except DocumentTooLarge as exc:
                 await self.send_message({"type": "error", "id": message["id"],
                                          "payload": exc.as_graphql_error().formatted})
+                return
+            limited = await check_operation(self.context.connection.scope, self.context.signed_in)
+            if limited is not None:
+                await self.send_message(cast(Any, {"type": "error", "id": message["id"],
+                                                   "payload": formatted(limited)}))
                 return
         await super().handle_message(cast(Any, message))
 

@@ -16,6 +16,7 @@ from strawberry.types.graphql import OperationType
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
 from kensa_gql.api.graphql.limits import BudgetedValidation, SafeParserCache, max_aliases_rule, max_depth_rule
+from kensa_gql.api.graphql.metered import OperationMetrics
 from kensa_gql.api.graphql.models import ModelQueries
 from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
 from kensa_gql.settings import Settings
@@ -73,6 +74,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: AddValidationRules(rules),
         lambda: BudgetedValidation(max_selections=selections, max_repeats=repeats),
         lambda: ErrorCodes(hide_suggestions=hide_suggestions),
+        OperationMetrics,
     ]
 
 

@@ -12,6 +12,7 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.ratelimits import check_generate
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.paging import page_of
 from kensa_gql.services import following
@@ -245,6 +246,7 @@ class VideoMutations:
     @strawberry.mutation(description="Freeze the price and queue a video. Follow it with `videoStatus`.")
     async def generate_video(self, info: Info[Context, None], input: GenerateInputArg) -> Video:
         principal = await info.context.principal()
+        await check_generate(info.context.connection.scope, principal)
         result = await service.generate_video(input.as_request(), principal, idempotency_key=input.key,
                                               deadline_seconds=input.deadline, deps=info.context.deps)
         return Video.from_domain(result.video)

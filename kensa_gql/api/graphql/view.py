@@ -34,7 +34,9 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from kensa_gql import metrics
 from kensa_gql.api import console
+from kensa_gql.api.error_status import HTTP_STATUS
 from kensa_gql.api.graphql import protocols
 from kensa_gql.api.graphql.context import Context, authenticate
 from kensa_gql.api.graphql.encoding import dumps
@@ -53,6 +55,9 @@ from kensa_gql.settings import Settings
 
 # Strawberry's HTTP refusals by status, as codes of the error tree (api/error_status.py).
 _REFUSAL_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+# Error codes counted by name in kensa_graphql_errors_total; anything else is "other" (bounded).
+_KNOWN_CODES = frozenset({*HTTP_STATUS, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
 # Room for variables on top of the document itself (a generate request's prompt, mostly).
 VARIABLES_ALLOWANCE = 64 * 1024
@@ -204,7 +209,10 @@ class KensaGraphQL(GraphQL[Context, None]):
         # A backing service that cannot serve now (the database locked or down) is a 503 with
         # Retry-After, as on REST, so proxies and clients back off instead of seeing a 200.
         results = response_data if isinstance(response_data, list) else [response_data]
-        wait = retry_after([e for r in results for e in (r.get("errors") or [])])
+        errors = [e for r in results for e in (r.get("errors") or [])]
+        for error in errors:
+            metrics.graphql_error(_code(error))
+        wait = retry_after(errors)
         if wait is not None and response.status_code == 200:
             response.status_code = 503
             response.headers["Retry-After"] = str(wait)
@@ -212,6 +220,11 @@ class KensaGraphQL(GraphQL[Context, None]):
 
     def encode_json(self, data: Any) -> str:
         return dumps(data)
+
+
+def _code(error: Any) -> str:
+    code = error.get("extensions", {}).get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and code in _KNOWN_CODES else "other"
 
 
 def graphql_app(settings: Settings) -> KensaGraphQL:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kensa_gql.api.error_status import HTTP_STATUS
-from kensa_gql.domain.errors import KensaError, Unavailable
+from kensa_gql.domain.errors import KensaError, RateLimited, Unavailable
 
 _HTTP_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
                413: "PAYLOAD_TOO_LARGE"}
@@ -44,7 +44,7 @@ def _kensa_error(exc: KensaError) -> Response:
     if status == 500:
         # A provider or internal error never reaches a REST client verbatim.
         return error_response("INTERNAL_SERVER_ERROR", "internal server error")
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | RateLimited):
         return error_response(exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)})
     return error_response(exc.code, exc.message)
 

@@ -31,8 +31,15 @@ _ERRORS = {
     409: ("Conflict", "A request with this Idempotency-Key is still being processed."),
     413: ("PayloadTooLarge", "The request body is larger than the limit."),
     422: ("IdempotencyKeyReused", "This Idempotency-Key was already used with a different body."),
+    429: ("RateLimited", "The caller's budget for this minute is spent (RateLimit-Policy names it); "
+                         "retry after Retry-After seconds."),
     500: ("InternalServerError", "A fault of ours, masked; the log has it under the X-Request-Id."),
+    503: ("Unavailable", "The database cannot serve now (locked or unreachable); retry after Retry-After seconds."),
 }
+# Every answer may carry these (rate limits on: the default); refusals that say when to come back, Retry-After.
+_RATE_HEADERS = {"RateLimit-Policy": {"$ref": "#/components/headers/RateLimitPolicy"},
+                 "RateLimit": {"$ref": "#/components/headers/RateLimit"}}
+_RETRY_AFTER = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -58,14 +65,15 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ok(description: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+    return {"description": description, "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"},
+                                                    **_RATE_HEADERS},
             "content": _json(_envelope(data))}
 
 
 def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: list[int], *, public: bool = False,
                parameters: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None
                ) -> dict[str, Any]:
-    statuses = sorted({*errors, 500} | (set() if public else {401}))
+    statuses = sorted({*errors, 429, 500, 503} | (set() if public else {401}))
     operation: dict[str, Any] = {
         "operationId": operation_id, "summary": summary,
         "responses": {"200": ok, **{str(s): {"$ref": f"#/components/responses/{_ERRORS[s][0]}"} for s in statuses}},
@@ -223,7 +231,9 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
                                               [400], parameters=_paging())},
         OPENAPI_PATH: {"get": {
             "operationId": "openapi", "summary": "This document.", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1.", "content": _json({"type": "object"})}}}},
+            "responses": {"200": {"description": "OpenAPI 3.1.", "headers": _RATE_HEADERS,
+                                  "content": _json({"type": "object"})},
+                          "429": {"$ref": "#/components/responses/RateLimited"}}}},
     }
     return {
         "openapi": "3.1.0",
@@ -238,10 +248,25 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key: Authorization: Bearer kg_..."}},
-            "headers": {"RequestId": {"description": "The request's id, as logged (or the caller's own).",
-                                      "schema": {"type": "string"}}},
+            "headers": {
+                "RequestId": {"description": "The request's id, as logged (or the caller's own).",
+                              "schema": {"type": "string"}},
+                "RateLimitPolicy": {
+                    "description": "The budget this request counted against (IETF httpapi ratelimit-headers "
+                                   "draft): a policy name (generate, requests, anonymous), q requests per w seconds.",
+                    "schema": {"type": "string", "pattern": r'^"\w+";q=\d+;w=\d+$'},
+                    "example": '"requests";q=1200;w=60'},
+                "RateLimit": {
+                    "description": "What is left of that budget: r requests for the next t seconds.",
+                    "schema": {"type": "string", "pattern": r'^"\w+";r=\d+;t=\d+$'},
+                    "example": '"requests";r=1187;t=42'},
+                "RetryAfter": {"description": "Seconds to wait before trying again.",
+                               "schema": {"type": "integer", "minimum": 1}},
+            },
             "schemas": _schemas(),
-            "responses": {name: {"description": description, "content": _json(_ref("Error"))}
+            "responses": {name: {"description": description, "content": _json(_ref("Error")),
+                                 **({"headers": {**_RETRY_AFTER, **_RATE_HEADERS}} if name == "RateLimited"
+                                    else {"headers": _RETRY_AFTER} if name == "Unavailable" else {})}
                           for name, description in _ERRORS.values()},
         },
     }

@@ -23,6 +23,7 @@ from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaEx
 from kensa_gql.api.graphql.errors import ErrorCodes
 from kensa_gql.api.graphql.fastpath.compiled import NotCompiled, OperationPlan
 from kensa_gql.api.graphql.limits import CACHED_DOCUMENT_CHARS, BudgetedValidation, SafeParserCache
+from kensa_gql.api.graphql.metered import OperationMetrics
 
 DOCUMENTS = 256
 
@@ -109,8 +110,10 @@ class RememberPrepared(SchemaExtension):
 
 
 # Extensions whose work is done once a document is validated (or, for ErrorCodes, that only
-# touches errors, which the shortcut runs it for). Any other extension disables the shortcut.
-_INERT = (MaxTokensLimiter, SafeParserCache, AddValidationRules, BudgetedValidation, ErrorCodes, RememberPrepared)
+# touches errors, which the shortcut runs it for; OperationMetrics, whose count the shortcut makes
+# itself). Any other extension disables the shortcut.
+_INERT = (MaxTokensLimiter, SafeParserCache, AddValidationRules, BudgetedValidation, ErrorCodes, RememberPrepared,
+          OperationMetrics)
 
 
 def inert(schema: Schema) -> bool:

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from strawberry import Schema
 
+from kensa_gql import metrics
 from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
 from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
 from kensa_gql.api.payloads import too_deep
@@ -118,4 +119,5 @@ async def _compiled(answers: PostAnswers, entry: Prepared, operation: OperationD
         counts[f"fallback: {type(exc).__name__}"] += 1
         return None
     counts[COMPILED] += 1
+    metrics.graphql_operation(operation.name.value if operation.name else None, "query")
     return payload

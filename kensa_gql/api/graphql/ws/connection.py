@@ -27,6 +27,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
+from kensa_gql import metrics
 from kensa_gql.api.graphql.context import Context, authenticate, presented_key, sessions
 from kensa_gql.api.graphql.encoding import dumps
 from kensa_gql.api.graphql.fastpath.documents import PreparedDocuments
@@ -35,6 +36,7 @@ from kensa_gql.api.graphql.limits import DocumentTooLarge, check_document
 from kensa_gql.api.graphql.ws import subscribers
 from kensa_gql.api.graphql.ws.frames import malformed, next_text, payload_of
 from kensa_gql.api.payloads import JSONTooDeep, loads
+from kensa_gql.api.ratelimits import check_operation, formatted
 from kensa_gql.domain.errors import Unauthenticated, Unavailable
 from kensa_gql.domain.watching import Watchers
 from kensa_gql.services.accounts import Principal
@@ -245,6 +247,10 @@ class Connection:
             return
         if not isinstance(payload, dict) or malformed(payload):
             raise KeyError("payload")  # missing or malformed (protocols.py screens Strawberry's alike)
+        limited = await check_operation(self.scope, self.principal)
+        if limited is not None:  # as protocols.py: an error for this operation, the socket stays open
+            await self.send_text(dumps({"id": op_id, "type": "error", "payload": [formatted(limited)]}))
+            return
         query = payload["query"]
         op = Operation(op_id)
         self.operations[op_id] = op
@@ -264,6 +270,7 @@ class Connection:
             return
         if self.operations.get(op.id) is not op:  # completed by the client meanwhile
             return
+        metrics.graphql_operation(name if isinstance(name, str) else None, "subscription")
         op.completed = True  # the subscriber speaks for the operation from now on
         self.operations[op.id] = subscriber
         await subscriber.follow()

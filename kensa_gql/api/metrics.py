@@ -1,0 +1,126 @@
+"""``/metrics`` for Prometheus, and the HTTP instruments: requests by route template, latency.
+
+``HttpMetrics`` is the outermost middleware: it sees every response, the request context's 500s
+included, and counts open WebSockets. Routes are labelled by template (``/api/v1/video/{uuid}``),
+never by raw path; anything unrouted is ``other``. Children of the labelled instruments are kept
+in dicts, so a request costs two dict reads, a counter increment and a histogram observation.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kensa_gql import metrics
+from kensa_gql.api.rest import routes as rest
+from kensa_gql.services.accounts import bearer_token, frozen_credits
+from kensa_gql.services.deps import Deps
+
+_METHODS = frozenset({"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"})
+_FIXED = ("/graphql", "/healthz", "/readyz", "/metrics", "/", "/api/v1/docs")
+
+
+def _templates() -> tuple[dict[str, str], list[tuple[re.Pattern[str], str]]]:
+    exact = {path: path for path in _FIXED}
+    patterns = []
+    for route in rest.routes():
+        path = "/api/v1" + re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path)  # type: ignore[attr-defined]
+        if "{" in path:
+            patterns.append((re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(path))), path))
+        else:
+            exact[path] = path
+    return exact, patterns
+
+
+class HttpMetrics:
+    """Pure ASGI: counts and times every HTTP response, and counts open WebSockets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._exact, self._patterns = _templates()
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def route(self, path: str) -> str:
+        template = self._exact.get(path)
+        if template is not None:
+            return template
+        for pattern, name in self._patterns:
+            if pattern.fullmatch(path):
+                return name
+        if path.startswith("/api/v1/docs/"):
+            return "/api/v1/docs/{file}"
+        if path.startswith("/media/"):
+            return "/media/{folder}/{file}"
+        if path.startswith("/webhooks/"):
+            return "/webhooks/{vendor}"
+        return "other"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            metrics.WEBSOCKETS_OPEN.inc()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                metrics.WEBSOCKETS_OPEN.dec()
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            route = self.route(scope["path"])
+            timed = self._timed.get((route, method))
+            if timed is None:
+                timed = self._timed[(route, method)] = metrics.HTTP_DURATION.labels(route, method)
+            timed.observe(elapsed)
+            counted = self._counted.get((route, method, status))
+            if counted is None:
+                counted = self._counted[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
+                    route, method, str(status))
+            counted.inc()
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes on the host: each writes its values to files there; merged per scrape.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    token = request.app.state.settings.metrics_token
+    if token is not None:
+        presented = bearer_token(request.headers.get("authorization")) or ""
+        if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+            return Response("unauthorized\n", status_code=401, media_type="text/plain",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    deps: Deps = request.app.state.deps
+    try:
+        metrics.CREDITS_FROZEN.set(await frozen_credits(db=deps.db))
+    except Exception:  # the other figures are worth serving while the database is away
+        metrics.CREDITS_FROZEN.set(float("nan"))
+    metrics.SUBSCRIPTIONS_ACTIVE.set(sum(len(group) for group in deps.watchers.values()))
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
