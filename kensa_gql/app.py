@@ -36,6 +36,8 @@ from kensa_gql.adapters.providers.registry import (
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
+from kensa_gql.adapters.webhook_sender import WebhookSender, WebhookUrlGuard
+from kensa_gql.api import render
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
@@ -45,12 +47,14 @@ from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
 from kensa_gql.domain.videos import MEDIA_FOLDERS
+from kensa_gql.domain.webhooks import RetryPolicy
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.sessions import Sessions
 from kensa_gql.settings import Settings
+from kensa_gql.webhook_worker import WebhookWorker, WebhookWorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +131,21 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         check_routes(settings.routes, providers, catalog)
         router = Router(settings.routes, providers)
         runner: Runner | None = None
+        guard = WebhookUrlGuard(allow_http=settings.webhooks_allow_http,
+                                allow_private=settings.webhooks_allow_private)
         deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
-                    storage=storage, watchers=events.watchers)
+                    storage=storage, watchers=events.watchers, webhook_urls=guard, video_json=render.video_event,
+                    sse_keepalive_seconds=settings.sse_keepalive_seconds)
+        webhooks: WebhookWorker | None = None
         if run_worker:
             runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
             deps = dataclasses.replace(deps, wake_runner=runner.wake)
+            webhooks = WebhookWorker(db, WebhookSender(guard, timeout=settings.webhook_timeout_seconds),
+                                     webhook_config(settings))
         app.state.deps = deps
         app.state.events = events
         app.state.runner = runner
+        app.state.webhooks = webhooks
         app.state.authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         # Open sockets learn of a revoked key about as soon as HTTP does (services/sessions.py).
         app.state.sessions = sessions = Sessions(db, interval=max(settings.auth_cache_seconds, 1.0))
@@ -144,6 +155,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             log.info("no vendor is configured: every model renders locally with the embedded 'local' provider")
         await events.start()
         runner_task = asyncio.create_task(runner.run(), name="runner") if runner else None
+        webhooks_task = asyncio.create_task(webhooks.run(), name="webhooks") if webhooks else None
         sessions_task = asyncio.create_task(sessions.run(), name="sessions")
         try:
             yield
@@ -151,6 +163,10 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             sessions_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sessions_task
+            if webhooks_task is not None:
+                webhooks_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await webhooks_task
             if runner_task is not None:
                 runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -201,3 +217,10 @@ def runner_config(settings: Settings) -> RunnerConfig:
                         work_dir=settings.media_dir.resolve() / ".work",
                         store_attempts=settings.store_attempts,
                         store_backoff_seconds=settings.store_backoff_seconds)
+
+
+def webhook_config(settings: Settings) -> WebhookWorkerConfig:
+    policy = RetryPolicy(first_delay_ms=int(settings.webhook_first_retry_seconds * 1000),
+                         window_ms=int(settings.webhook_retry_window_seconds * 1000))
+    return WebhookWorkerConfig(policy=policy, claim_interval=settings.claim_interval_seconds,
+                               claim_batch=settings.claim_batch, timeout=settings.webhook_timeout_seconds)

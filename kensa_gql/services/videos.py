@@ -23,6 +23,7 @@ from kensa_gql.domain.videos import Video, media_keys
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
+from kensa_gql.services.webhook_endpoints import attach_video_webhook, video_webhook_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     if req.start_image_url is not None:
         await deps.check_host(urlsplit(req.start_image_url).hostname or "")
     price = spec.price(req.duration, req.resolution)
+    hook = await video_webhook_of(dict(raw), deps=deps)
 
     if idempotency_key is not None:
         if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
@@ -88,6 +90,8 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
             await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
                                 amount=price, now_ms=now)
             await store.add_task(video.id, route, now)
+            if hook is not None:
+                await attach_video_webhook(uow, video.id, principal.user_id, hook)
             if idempotency_key is not None:
                 await store.complete_idempotency(principal.user_id, idempotency_key, video.uuid)
             await uow.commit()
