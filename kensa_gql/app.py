@@ -42,6 +42,7 @@ from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
+from kensa_gql.api.rest import webhooks_routes as rest_webhooks
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
@@ -182,7 +183,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
         graphql_route,
-        Mount("/api/v1", routes=rest.routes()),
+        Mount("/api/v1", routes=[*rest.routes(), *rest_webhooks.routes()]),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -223,4 +224,5 @@ def webhook_config(settings: Settings) -> WebhookWorkerConfig:
     policy = RetryPolicy(first_delay_ms=int(settings.webhook_first_retry_seconds * 1000),
                          window_ms=int(settings.webhook_retry_window_seconds * 1000))
     return WebhookWorkerConfig(policy=policy, claim_interval=settings.claim_interval_seconds,
-                               claim_batch=settings.claim_batch, timeout=settings.webhook_timeout_seconds)
+                               claim_batch=settings.claim_batch, timeout=settings.webhook_timeout_seconds,
+                               lease_seconds=settings.lease_seconds)

@@ -31,11 +31,12 @@ class WebhookWorkerConfig:
     policy: RetryPolicy
     claim_interval: float = 0.5
     claim_batch: int = 16
-    timeout: float = 15.0  # per send; the lease outlasts it
+    timeout: float = 15.0  # per send
+    lease_seconds: float = 30.0  # beyond the send's timeout: a dead worker's deliveries wait this long
 
     @property
     def lease_ms(self) -> int:
-        return int((self.timeout + 30.0) * 1000)
+        return int((self.timeout + self.lease_seconds) * 1000)
 
 
 class WebhookWorker:

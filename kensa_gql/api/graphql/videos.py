@@ -12,6 +12,7 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql.webhooks import WebhookEvent, event_names
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.paging import page_of
 from kensa_gql.services import following
@@ -116,6 +117,11 @@ class GenerateVideoInput:
         default=strawberry.UNSET,
         description="Retry-safe key (like REST's Idempotency-Key header): the same key with the same input "
                     "returns the first video instead of making another.")
+    webhook_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="An https URL to POST this video's events to, signed with `webhookSigningSecret`.")
+    webhook_events: list[WebhookEvent] | None = strawberry.field(
+        default=strawberry.UNSET, description="Which events go to `webhookUrl`; all when omitted.")
 
     def as_request(self) -> dict[str, Any]:
         """The REST request body this input stands for, so both APIs hash a request alike."""
@@ -125,6 +131,10 @@ class GenerateVideoInput:
             raw["quality"] = self.quality
         if isinstance(self.start_image_url, str):
             raw["startImageUrl"] = self.start_image_url
+        if isinstance(self.webhook_url, str):
+            raw["webhookUrl"] = self.webhook_url
+        if isinstance(self.webhook_events, list):
+            raw["webhookEvents"] = event_names(self.webhook_events)
         return raw
 
     @property
