@@ -44,6 +44,7 @@ from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest import webhooks_routes as rest_webhooks
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.rest.video_events import VideoEventStream
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
@@ -183,7 +184,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     # Starlette tries routes in order: the busiest first (the paths do not overlap).
     routes: list[BaseRoute] = [
         graphql_route,
-        Mount("/api/v1", routes=[*rest.routes(), *rest_webhooks.routes()]),
+        Mount("/api/v1", routes=[*rest.routes(), *rest_webhooks.routes(),
+                                 Route("/video/{uuid:video_id}/events", VideoEventStream(), methods=["GET"])]),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
