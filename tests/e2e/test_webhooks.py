@@ -34,6 +34,8 @@ query($endpointId: ID) {
   webhookDeliveries(endpointId: $endpointId) { total deliveries { id status attempts lastStatusCode event } }
 }"""
 DELETE_ENDPOINT = "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { id deleted } }"
+ROTATE = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret endpoint { previousSecretExpiresAt } } }"
+REDELIVER = "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id status } }"
 GENERATE = {"prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
 LOCAL = {"webhooks_allow_http": True, "webhooks_allow_private": True, "webhook_first_retry_seconds": 0.2}
 
@@ -90,6 +92,16 @@ async def test_deliveries_are_signed_retried_with_the_same_id_and_logged(serve: 
         [delivery] = await until(succeeded)
         assert delivery == {"id": tries[0].headers["webhook-id"], "status": "SUCCEEDED", "attempts": 3,
                             "lastStatusCode": 200, "event": "VIDEO_COMPLETED"}
+
+        # when the secret is rotated and the delivery sent again
+        rotated = (await graphql(client, user.headers, ROTATE, id=endpoint_id))["data"]["rotateWebhookSecret"]
+        assert rotated["secret"] != secret and rotated["endpoint"]["previousSecretExpiresAt"]
+        again = (await graphql(client, user.headers, REDELIVER, id=delivery["id"]))["data"]["redeliverWebhook"]
+        assert again == {"id": delivery["id"], "status": "PENDING"}
+        # then it carries the same id, and verifies with the old secret and with the new one
+        fourth = (await endpoint_receiver.wait_for(4))[3]
+        assert fourth.headers["webhook-id"] == delivery["id"]
+        assert fourth.verify(secret) == fourth.verify(rotated["secret"]) == tries[0].verify(secret)
 
         # and nobody else sees or touches any of it
         theirs = (await graphql(client, stranger.headers, DELIVERIES))["data"]["webhookDeliveries"]
@@ -167,3 +179,50 @@ async def test_a_worker_dying_mid_delivery_loses_nothing(db: Database, make_user
     assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"] == waiting.event_id
     received[1].verify(secret)
     assert delivered.attempts == 1 and delivered.last_status_code == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_progress_is_sent_at_most_once_per_five_seconds_per_video(db: Database, make_user: Any) -> None:
+    user = await make_user(credits=100)
+    start = now_ms()
+    async with db.writing() as uow:
+        await WebhooksStore(uow).add_endpoint(public_id="we_p", user_id=user.user_id, url="https://example.com/h",
+                                              secret=new_secret(), events=list(WebhookEvent), now_ms=start)
+        video = await VideosStore(uow).add(uuid="00000000-0000-4000-8000-000000000002", user_id=user.user_id,
+                                           prompt="p", model="sora-2", duration=4, resolution="720p",
+                                           aspect_ratio="16:9", start_image_url=None, credits=1, now_ms=start)
+        generating = dataclasses.replace(video, status=VideoStatus.GENERATING)
+        recorded = [
+            await record_video_event(uow, before=VideoStatus.PENDING, after=generating, now_ms=start),
+            *[await record_video_event(uow, before=VideoStatus.GENERATING, now_ms=start + ms,
+                                       after=dataclasses.replace(generating, progress=p))
+              for p, ms in ((10, 1000), (20, 4000), (30, 6000), (40, 7000), (50, 11_500))],
+        ]
+        await uow.commit()
+    # started always; then progress at 1 s, not at 4 s, at 6 s, not at 7 s, at 11.5 s
+    assert recorded == [1, 1, 0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_endpoint_failing_for_five_days_is_disabled_and_says_so(db: Database, make_user: Any) -> None:
+    user = await make_user(credits=100)
+    now = now_ms()
+    async with db.writing() as uow:
+        store = WebhooksStore(uow)
+        endpoint = await store.add_endpoint(public_id="we_d", user_id=user.user_id, secret=new_secret(),
+                                            url=f"http://127.0.0.1:{free_port()}/gone", events=list(WebhookEvent),
+                                            now_ms=now)
+        await store.update_endpoint(endpoint.id, failing_since_ms=now - 5 * 24 * 3_600_000 - 1)
+        video = await VideosStore(uow).add(uuid="00000000-0000-4000-8000-000000000003", user_id=user.user_id,
+                                           prompt="p", model="sora-2", duration=4, resolution="720p",
+                                           aspect_ratio="16:9", start_image_url=None, credits=1, now_ms=now)
+        await record_video_event(uow, before=VideoStatus.UPLOADING, now_ms=now,
+                                 after=dataclasses.replace(video, status=VideoStatus.FAILED))
+        await uow.commit()
+    sender = WebhookSender(WebhookUrlGuard(allow_http=True, allow_private=True), timeout=1.0)
+    worker = WebhookWorker(db, sender, WebhookWorkerConfig(policy=RetryPolicy()))
+    assert await worker.send_due() == 1
+    async with db.reading() as uow:
+        disabled = await WebhooksStore(uow).endpoint_by_id(endpoint.id)
+    assert disabled is not None and disabled.disabled_at_ms is not None
+    assert disabled.disabled_reason == "every delivery failed for 5 days"
