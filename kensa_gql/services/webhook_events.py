@@ -35,8 +35,8 @@ async def record_video_event(uow: UnitOfWork, *, before: VideoStatus, after: Vid
     """Queue the deliveries ``before`` → ``after.status`` causes; returns how many. Call inside the
     change's transaction, before its commit."""
     event = event_for(before, after.status)
-    if event is None:
-        return 0
+    if event is None or after.deleted:
+        return 0  # a deleted video is gone for its owner: no more news of it
     store = WebhooksStore(uow)
     targets: list[tuple[int | None, str]] = [(e.id, e.url) for e in
                                              await store.subscribed_endpoints(after.user_id, event)]

@@ -55,3 +55,25 @@ async def test_a_client_follows_a_video_to_completed_and_resumes_with_last_event
         refused = await client.get(path, headers=stranger.headers)
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "NOT_FOUND"
         assert (await client.get(path)).status_code == 401
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_webhook_urls_pointing_inward_are_refused_by_both_apis(serve: Serve, make_user: Any) -> None:
+    server = serve()  # the production rules: https only, public addresses only
+    user = await make_user(credits=100)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        for url in ("https://127.0.0.1/hook", "https://169.254.169.254/", "http://example.com/hook",
+                    "https://localhost/hook"):
+            r = await client.post("/api/v1/video/generate", headers=user.headers,
+                                  json={**GENERATE, "webhookUrl": url})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_USER_INPUT", url
+            assert r.json()["error"]["message"].startswith("webhookUrl:")
+            r = await client.post("/api/v1/webhooks", headers=user.headers, json={"url": url})
+            assert r.status_code == 400 and r.json()["error"]["message"].startswith("url:"), url
+            r = await client.post("/graphql", headers=user.headers, json={
+                "query": "mutation($u: String!) { createWebhookEndpoint(url: $u) { secret } }",
+                "variables": {"u": url}})
+            assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", url
+        # and nothing was charged for the refused videos
+        history = (await client.get("/api/v1/credit/history", headers=user.headers)).json()["data"]
+        assert [t["transType"] for t in history["transactions"]] == ["GIFT"]

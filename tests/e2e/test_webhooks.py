@@ -34,6 +34,7 @@ query($endpointId: ID) {
   webhookDeliveries(endpointId: $endpointId) { total deliveries { id status attempts lastStatusCode event } }
 }"""
 DELETE_ENDPOINT = "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { id deleted } }"
+GENERATE_VIDEO = "mutation($input: GenerateVideoInput!) { generateVideo(input: $input) { uuid } }"
 ROTATE = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret endpoint { previousSecretExpiresAt } } }"
 REDELIVER = "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id status } }"
 GENERATE = {"prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
@@ -66,10 +67,9 @@ async def test_deliveries_are_signed_retried_with_the_same_id_and_logged(serve: 
                                  events=["VIDEO_COMPLETED"]))["data"]["createWebhookEndpoint"]
         secret, endpoint_id = created["secret"], created["endpoint"]["id"]
         assert secret.startswith("whsec_") and created["endpoint"]["events"] == ["VIDEO_COMPLETED"]
-        r = await client.post("/api/v1/video/generate", headers=user.headers, json={
-            **GENERATE, "webhookUrl": own_url + "/mine", "webhookEvents": ["video.started", "video.completed"]})
-        assert r.status_code == 200, r.text
-        uuid = r.json()["data"]["uuid"]
+        made = await graphql(client, user.headers, GENERATE_VIDEO, input={
+            **GENERATE, "webhookUrl": own_url + "/mine", "webhookEvents": ["VIDEO_STARTED", "VIDEO_COMPLETED"]})
+        uuid = made["data"]["generateVideo"]["uuid"]
 
         # then the endpoint's receiver gets the completion three times, the same event each time
         tries = await endpoint_receiver.wait_for(3)
