@@ -25,6 +25,8 @@ from kensa_gql.domain.webhooks import DISABLE_AFTER_MS, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
+GONE = 410
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookWorkerConfig:
@@ -109,6 +111,8 @@ class WebhookWorker:
         if attempt.ok:
             values.update(status=DeliveryStatus.SUCCEEDED.value, next_attempt_at_ms=None, delivered_at_ms=now)
         else:
+            # 410 Gone: the receiver says the endpoint no longer exists (Standard Webhooks): stop now.
+            give_up = give_up or attempt.status_code == GONE
             later = None if give_up else self._config.policy.next_attempt(
                 attempts=delivery.attempts + 1, created_at_ms=delivery.created_at_ms, now_ms=now)
             if later is None:
@@ -121,7 +125,10 @@ class WebhookWorker:
             store = WebhooksStore(uow)
             if not await store.record_attempt(delivery.id, self.owner, **values):
                 return  # another worker took it over after our lease ran out: its outcome stands
-            if delivery.endpoint_id is not None and not give_up:
+            if delivery.endpoint_id is not None and attempt.status_code == GONE:
+                await store.update_endpoint(delivery.endpoint_id, disabled_at_ms=now,
+                                            disabled_reason="the receiver answered 410 Gone")
+            elif delivery.endpoint_id is not None and not give_up:
                 await self._track_endpoint(store, delivery.endpoint_id, ok=attempt.ok, now=now)
             await uow.commit()
 

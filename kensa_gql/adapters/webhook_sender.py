@@ -44,10 +44,10 @@ class WebhookUrlGuard:
 
     def check_form(self, url: str, field: str = FIELD) -> str:
         """The URL's form (and its address when it is a literal); returns the host."""
-        if self.allow_private:
-            # Development: loopback and private names are the point; the form rules still hold.
-            host = check_image_url(url, allow=self._allowed, field=field) if not _local_name(url) else \
-                httpx.URL(url).host
+        if self.allow_private and _local_name(url):
+            # Development: a local name (localhost) is the point; the other form rules still hold.
+            check_image_url(url.replace(httpx.URL(url).host, "local.test", 1), field=field)
+            host = httpx.URL(url).host
         else:
             host = check_image_url(url, allow=self._allowed, field=field)
         if not url.lower().startswith("https://") and not self.allow_http:

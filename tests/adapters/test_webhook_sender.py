@@ -103,3 +103,10 @@ async def test_a_public_https_url_passes_and_the_development_settings_open_the_r
     relaxed = WebhookUrlGuard(allow_http=True, allow_private=True, resolver=resolving_to("127.0.0.1"))
     await relaxed.check("http://127.0.0.1:9999/hook")
     await relaxed.check("http://hooks.example.com/hook")
+
+
+async def test_the_development_setting_admits_localhost_but_keeps_the_form_rules() -> None:
+    relaxed = WebhookUrlGuard(allow_http=True, allow_private=True, resolver=resolving_to("127.0.0.1"))
+    await relaxed.check("http://localhost:8080/hook")
+    with pytest.raises(BadUserInput, match="credentials"):
+        await relaxed.check("http://user:pw@localhost:8080/hook")

@@ -204,15 +204,21 @@ async def test_progress_is_sent_at_most_once_per_five_seconds_per_video(db: Data
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_an_endpoint_failing_for_five_days_is_disabled_and_says_so(db: Database, make_user: Any) -> None:
+@pytest.mark.parametrize(("answer", "failing_for_ms", "reason"), [
+    (500, 5 * 24 * 3_600_000 + 1, "every delivery failed for 5 days"),
+    (410, 0, "the receiver answered 410 Gone"),
+], ids=["five-days", "gone"])
+async def test_an_endpoint_failing_for_five_days_or_gone_is_disabled_and_says_so(
+        db: Database, make_user: Any, answer: int, failing_for_ms: int, reason: str) -> None:
     user = await make_user(credits=100)
     now = now_ms()
+    receiver = Receiver(answers=[answer])
+    url = await receiver.start()
     async with db.writing() as uow:
         store = WebhooksStore(uow)
         endpoint = await store.add_endpoint(public_id="we_d", user_id=user.user_id, secret=new_secret(),
-                                            url=f"http://127.0.0.1:{free_port()}/gone", events=list(WebhookEvent),
-                                            now_ms=now)
-        await store.update_endpoint(endpoint.id, failing_since_ms=now - 5 * 24 * 3_600_000 - 1)
+                                            url=url, events=list(WebhookEvent), now_ms=now)
+        await store.update_endpoint(endpoint.id, failing_since_ms=now - failing_for_ms)
         video = await VideosStore(uow).add(uuid="00000000-0000-4000-8000-000000000003", user_id=user.user_id,
                                            prompt="p", model="sora-2", duration=4, resolution="720p",
                                            aspect_ratio="16:9", start_image_url=None, credits=1, now_ms=now)
@@ -222,7 +228,8 @@ async def test_an_endpoint_failing_for_five_days_is_disabled_and_says_so(db: Dat
     sender = WebhookSender(WebhookUrlGuard(allow_http=True, allow_private=True), timeout=1.0)
     worker = WebhookWorker(db, sender, WebhookWorkerConfig(policy=RetryPolicy()))
     assert await worker.send_due() == 1
+    await receiver.stop()
     async with db.reading() as uow:
         disabled = await WebhooksStore(uow).endpoint_by_id(endpoint.id)
     assert disabled is not None and disabled.disabled_at_ms is not None
-    assert disabled.disabled_reason == "every delivery failed for 5 days"
+    assert disabled.disabled_reason == reason
