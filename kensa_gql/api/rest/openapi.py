@@ -105,6 +105,12 @@ def _generate_body(catalog: Catalog) -> dict[str, Any]:
                 "startImageUrl": _nullable({
                     "type": "string", "format": "uri", "maxLength": 2048,
                     "description": "A public http(s) URL of a reference image, for image-to-video."}),
+                "webhookUrl": _nullable({
+                    "type": "string", "description": "An https URL to POST this video's signed events to "
+                                                     "(docs/webhooks.md)."}),
+                "webhookEvents": _nullable({
+                    "type": "array", "items": {"enum": [str(e) for e in ALL_EVENTS]},
+                    "description": "Which events go to webhookUrl; all when absent, null or empty."}),
             },
         }
 
