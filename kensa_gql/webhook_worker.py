@@ -100,8 +100,9 @@ class WebhookWorker:
         if not keys:
             await self._record(delivery, Attempt(None, None, "no signing secret"), give_up=True)
             return
-        attempt = await self._sender.send(delivery.url, event_id=delivery.event_id, payload=delivery.payload,
-                                          secrets=keys)
+        # An endpoint's URL may have changed since the event: its deliveries follow it.
+        url = endpoint.url if endpoint is not None else delivery.url
+        attempt = await self._sender.send(url, event_id=delivery.event_id, payload=delivery.payload, secrets=keys)
         await self._record(delivery, attempt)
 
     async def _record(self, delivery: Delivery, attempt: Attempt, *, give_up: bool = False) -> None:
