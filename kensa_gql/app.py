@@ -36,7 +36,8 @@ from kensa_gql.adapters.providers.registry import (
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
-from kensa_gql.api import console
+from kensa_gql.adapters.webhook_sender import WebhookSender, WebhookUrlGuard
+from kensa_gql.api import console, render
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.metrics import HttpMetrics, metrics_endpoint
@@ -44,11 +45,14 @@ from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.ratelimits import RateLimiter, Throttle
 from kensa_gql.api.rest import docs as rest_docs
 from kensa_gql.api.rest import routes as rest
+from kensa_gql.api.rest import webhooks_routes as rest_webhooks
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
+from kensa_gql.api.rest.video_events import VideoEventStream
 from kensa_gql.api.webhooks import routes as webhook_routes
 from kensa_gql.domain.catalog import Catalog
 from kensa_gql.domain.errors import KensaError, StorageUnavailable, Unavailable
 from kensa_gql.domain.videos import MEDIA_FOLDERS
+from kensa_gql.domain.webhooks import RetryPolicy
 from kensa_gql.runner import Runner, RunnerConfig
 from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deadlines import sweep_deadlines
@@ -56,6 +60,7 @@ from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.sessions import Sessions
 from kensa_gql.settings import Settings
+from kensa_gql.webhook_worker import WebhookWorker, WebhookWorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +137,21 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         check_routes(settings.routes, providers, catalog)
         router = Router(settings.routes, providers)
         runner: Runner | None = None
+        guard = WebhookUrlGuard(allow_http=settings.webhooks_allow_http,
+                                allow_private=settings.webhooks_allow_private)
         deps = Deps(db=db, catalog=catalog, router=router, publisher=events, check_host=check_public_host,
-                    storage=storage, watchers=events.watchers)
+                    storage=storage, watchers=events.watchers, webhook_urls=guard, video_json=render.video_event,
+                    sse_keepalive_seconds=settings.sse_keepalive_seconds)
+        webhooks: WebhookWorker | None = None
         if run_worker:
             runner = Runner(deps, storage=storage, pool=pool, http=http, config=runner_config(settings))
             deps = dataclasses.replace(deps, wake_runner=runner.wake)
+            webhooks = WebhookWorker(db, WebhookSender(guard, timeout=settings.webhook_timeout_seconds),
+                                     webhook_config(settings))
         app.state.deps = deps
         app.state.events = events
         app.state.runner = runner
+        app.state.webhooks = webhooks
         app.state.authenticator = Authenticator(db, ttl=settings.auth_cache_seconds)
         # Open sockets learn of a revoked key about as soon as HTTP does (services/sessions.py).
         app.state.sessions = sessions = Sessions(db, interval=max(settings.auth_cache_seconds, 1.0))
@@ -149,6 +161,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             log.info("no vendor is configured: every model renders locally with the embedded 'local' provider")
         await events.start()
         runner_task = asyncio.create_task(runner.run(), name="runner") if runner else None
+        webhooks_task = asyncio.create_task(webhooks.run(), name="webhooks") if webhooks else None
         sessions_task = asyncio.create_task(sessions.run(), name="sessions")
         # Every process sweeps: a deadline holds with no runner, or a busy one (services/deadlines.py).
         deadlines_task = asyncio.create_task(
@@ -156,7 +169,9 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
         try:
             yield
         finally:
-            for task in (sessions_task, deadlines_task):
+            for task in (sessions_task, deadlines_task, webhooks_task):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -176,7 +191,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     routes: list[BaseRoute] = [
         graphql_route,
         *rest_docs.routes(),  # before the mount, which would take /api/v1/docs for itself
-        Mount("/api/v1", routes=rest.routes()),
+        Mount("/api/v1", routes=[*rest.routes(), *rest_webhooks.routes(),
+                                 Route("/video/{uuid:video_id}/events", VideoEventStream(), methods=["GET"])]),
         WebSocketRoute("/graphql", gql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -218,3 +234,12 @@ def runner_config(settings: Settings) -> RunnerConfig:
                         store_attempts=settings.store_attempts,
                         store_backoff_seconds=settings.store_backoff_seconds,
                         max_per_user=settings.max_active_videos_per_user)
+
+
+
+def webhook_config(settings: Settings) -> WebhookWorkerConfig:
+    policy = RetryPolicy(first_delay_ms=int(settings.webhook_first_retry_seconds * 1000),
+                         window_ms=int(settings.webhook_retry_window_seconds * 1000))
+    return WebhookWorkerConfig(policy=policy, claim_interval=settings.claim_interval_seconds,
+                               claim_batch=settings.claim_batch, timeout=settings.webhook_timeout_seconds,
+                               lease_seconds=settings.lease_seconds)

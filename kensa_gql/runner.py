@@ -51,6 +51,7 @@ from kensa_gql.domain.watching import Watcher, Watchers
 from kensa_gql.services import ledger
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.videos import unpublish_media
+from kensa_gql.services.webhook_events import record_video_event
 
 log = logging.getLogger(__name__)
 
@@ -544,6 +545,9 @@ class Runner:
                 resolved = await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
             if target.is_terminal:
                 await store.finish_task(video.id)
+            # Webhook deliveries commit with the change they report (the outbox).
+            await record_video_event(uow, before=video.status, after=updated, now_ms=now,
+                                     render=self._deps.video_json)
             await uow.commit()
         metrics.task_transition(target.value)
         if resolved:

@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     # everything (docs/graphql.md says what each costs).
     graphql_fastpath: bool = True
 
+    # Outbound webhooks (docs/webhooks.md). http:// and non-public addresses are for development.
+    webhooks_allow_http: bool = False
+    webhooks_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # Failed deliveries are retried with exponential back-off (x4, jittered) from the first
+    # delay, for this long after the event; then they are FAILED.
+    webhook_first_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
+    # Server-sent events (GET /api/v1/video/{uuid}/events): a comment this often keeps proxies open.
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+
     # Authentication cache: how long a verified key is trusted before the database is asked again.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 

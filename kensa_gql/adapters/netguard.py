@@ -19,7 +19,7 @@ async def resolve(host: str, port: int = 443) -> list[ipaddress.IPv4Address | ip
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-async def check_public_host(host: str) -> None:
+async def check_public_host(host: str, field: str = FIELD) -> None:
     """Refuse a host name that resolves to any non-public address.
 
     A name that does not resolve at all is let through here: nothing can be fetched from it,
@@ -32,4 +32,4 @@ async def check_public_host(host: str) -> None:
     except (OSError, TimeoutError, UnicodeError):
         return
     if any(not is_public_address(ip) for ip in addresses):
-        raise BadUserInput(f"{FIELD}: must not point at a private, loopback or reserved address", field=FIELD)
+        raise BadUserInput(f"{field}: must not point at a private, loopback or reserved address", field=field)

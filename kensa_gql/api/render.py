@@ -39,6 +39,11 @@ def video_detail(v: Video) -> dict[str, Any]:
     }
 
 
+def video_event(v: Video) -> dict[str, Any]:
+    """A webhook's ``data``: the detail JSON with the task's ``progress``."""
+    return {**video_detail(v), "progress": v.progress}
+
+
 def video_summary(v: Video) -> dict[str, Any]:
     """An item of ``GET /api/v1/video/list``: exactly these keys."""
     return {

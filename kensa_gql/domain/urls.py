@@ -25,33 +25,35 @@ def is_public_address(ip: IPAddress) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local
                                  or ip.is_loopback or ip.is_private or ip.is_unspecified)
 
-def check_image_url(url: str, *, allow: Callable[[IPAddress], bool] = is_public_address) -> str:
+def check_image_url(url: str, *, allow: Callable[[IPAddress], bool] = is_public_address,
+                    field: str = FIELD) -> str:
     """Check the URL's form and, when it is an IP literal, its address. Returns the host.
 
     A host name is checked again after resolution (adapters) and at fetch time, since
     only the address actually connected to matters. ``allow`` is only ever relaxed by tests.
+    ``field`` names the input in messages (webhook URLs follow the same rules).
     """
     if len(url) > MAX_URL_LENGTH:
-        raise BadUserInput(f"{FIELD}: at most {MAX_URL_LENGTH} characters", field=FIELD)
+        raise BadUserInput(f"{field}: at most {MAX_URL_LENGTH} characters", field=field)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise BadUserInput(f"{FIELD}: not a valid URL", field=FIELD) from exc
+        raise BadUserInput(f"{field}: not a valid URL", field=field) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadUserInput(f"{FIELD}: must be an absolute http(s) URL", field=FIELD)
+        raise BadUserInput(f"{field}: must be an absolute http(s) URL", field=field)
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise BadUserInput(f"{FIELD}: must not contain credentials", field=FIELD)
+        raise BadUserInput(f"{field}: must not contain credentials", field=field)
     if port == 0:
-        raise BadUserInput(f"{FIELD}: not a valid URL", field=FIELD)
+        raise BadUserInput(f"{field}: not a valid URL", field=field)
     host = parts.hostname
     if any(ch.isspace() for ch in url):
-        raise BadUserInput(f"{FIELD}: not a valid URL", field=FIELD)
+        raise BadUserInput(f"{field}: not a valid URL", field=field)
     ip = parse_ip_host(host)
     if ip is not None and not allow(ip):
-        raise BadUserInput(f"{FIELD}: must not point at a private, loopback or reserved address", field=FIELD)
+        raise BadUserInput(f"{field}: must not point at a private, loopback or reserved address", field=field)
     if ip is None and (host == "localhost" or host.endswith((".localhost", ".local", ".internal"))):
-        raise BadUserInput(f"{FIELD}: must not point at a private, loopback or reserved address", field=FIELD)
+        raise BadUserInput(f"{field}: must not point at a private, loopback or reserved address", field=field)
     return host
 
 def parse_ip_host(host: str) -> IPAddress | None:

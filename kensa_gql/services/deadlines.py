@@ -36,7 +36,8 @@ async def expire_deadlines(*, deps: Deps, now: int | None = None) -> int:
                 continue
             try:
                 stopped = await stop_in(uow, video, status=VideoStatus.FAILED, failure=FailureCode.DEADLINE_EXCEEDED,
-                                        message="not finished by its deadline", now=at)
+                                        message="not finished by its deadline", now=at,
+                                        render=deps.video_json)
             except InvalidTransition:
                 continue  # it moved meanwhile (finished, or another sweep was first); the next sweep sees it
             await uow.commit()

@@ -30,6 +30,12 @@ def position(video: domain.Video) -> tuple[int, int]:
     return STAGE[video.status], video.progress
 
 
+def version(video: domain.Video) -> int:
+    """A per-video number that grows with every change a subscriber is sent (the SSE event id)."""
+    stage, progress = position(video)
+    return stage * 1000 + progress
+
+
 class Following:
     """Where one subscriber stands: the position it was last sent, and whether it is done.
 

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +43,8 @@ from kensa_gql.domain.videos import (
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
+from kensa_gql.services.webhook_endpoints import attach_video_webhook, video_webhook_of
+from kensa_gql.services.webhook_events import record_video_event
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
         check_deadline(deadline_seconds)
         raw = {**raw, "deadlineSeconds": deadline_seconds}  # part of what an idempotency key stands for
     req, route, price = await _priced(raw, idempotency_key, deps=deps)
+    hook = await video_webhook_of(dict(raw), deps=deps)
     if idempotency_key is not None:
         replay = await _begin_idempotent(principal, idempotency_key, _request_hash(raw), deps=deps)
         if replay is not None:
@@ -116,6 +119,8 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
             await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
                                 amount=price, now_ms=now)
             await store.add_task(video.id, route, now)
+            if hook is not None:
+                await attach_video_webhook(uow, video.id, principal.user_id, hook)
             if idempotency_key is not None:
                 await store.complete_idempotency(principal.user_id, idempotency_key, video.uuid)
             await uow.commit()
@@ -225,7 +230,8 @@ class Stopped:
 
 
 async def stop_in(uow: UnitOfWork, video: Video, *, status: VideoStatus, failure: FailureCode, message: str,
-                  now: int) -> Stopped:
+                  now: int,
+                  render: Callable[[Video], dict[str, Any]] | None = None) -> Stopped:
     """Stop ``video`` in the caller's transaction: its task goes, its status changes (compare-and-set)
     and its hold is released, all or nothing. InvalidTransition if it moved since it was read."""
     if not can_transition(video.status, status):
@@ -235,6 +241,7 @@ async def stop_in(uow: UnitOfWork, video: Video, *, status: VideoStatus, failure
     stopped = await store.update_status(video, status=status.value, failure_code=failure.value,
                                         error_message=message)
     await ledger.release(uow, video_id=video.id, video_uuid=video.uuid, now_ms=now)
+    await record_video_event(uow, before=video.status, after=stopped, now_ms=now, render=render)
     return Stopped(stopped, task, video.status)
 
 
@@ -283,7 +290,8 @@ async def cancel_video(uuid: str, principal: Principal, *, deps: Deps) -> Cancel
                 return Cancellation(CancelOutcome.ALREADY_FINISHED, video)
             try:
                 stopped = await stop_in(uow, video, status=VideoStatus.CANCELLED, failure=FailureCode.CANCELLED,
-                                        message="cancelled by its owner", now=now_ms())
+                                        message="cancelled by its owner", now=now_ms(),
+                                        render=deps.video_json)
             except InvalidTransition:
                 continue  # the runner moved it meanwhile (rolled back): read it again
             await uow.commit()
@@ -322,7 +330,7 @@ async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:
                 try:
                     stopped = await stop_in(uow, video, status=VideoStatus.CANCELLED,
                                             failure=FailureCode.CANCELLED, message="deleted by its owner",
-                                            now=now_ms())
+                                            now=now_ms(), render=deps.video_json)
                 except InvalidTransition:
                     continue
                 video = stopped.video

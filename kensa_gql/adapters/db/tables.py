@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -178,4 +179,66 @@ idempotency_keys = Table(
     Column("video_uuid", String(36)),
     Column("created_at_ms", BigInteger, nullable=False),
     UniqueConstraint("user_id", "key"),
+)
+
+# -- outbound webhooks (docs/webhooks.md) -------------------------------------------------------
+webhook_endpoints = Table(
+    "webhook_endpoints", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),            # JSON list of event names
+    Column("secret", String(128), nullable=False),
+    Column("previous_secret", String(128)),            # still signs beside the new one until...
+    Column("previous_secret_until_ms", BigInteger),
+    Column("disabled_at_ms", BigInteger),
+    Column("disabled_reason", Text),
+    Column("failing_since_ms", BigInteger),            # the first failure since the last success
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+# One per account, made on first use: signs the deliveries to videos' own webhookUrl.
+webhook_secrets = Table(
+    "webhook_secrets", metadata,
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+# A video's own webhookUrl / webhookEvents (the per-video override), kept beside the video.
+video_webhooks = Table(
+    "video_webhooks", metadata,
+    Column("video_id", Id, ForeignKey("videos.id"), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),
+)
+
+# The outbox: written in the transaction of the status change it reports, sent by the worker.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("endpoint_id", Id, ForeignKey("webhook_endpoints.id", ondelete="SET NULL")),
+    Column("video_id", Id, ForeignKey("videos.id")),
+    Column("to_endpoint", Boolean, nullable=False),   # false: the video's own webhookUrl
+    Column("url", Text, nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at_ms", BigInteger),
+    Column("lease_owner", String(64)),
+    Column("lease_until_ms", BigInteger),
+    Column("last_status_code", Integer),
+    Column("last_response", Text),
+    Column("last_error", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("delivered_at_ms", BigInteger),
+    # The sender's claim reads only deliveries still waiting.
+    Index("ix_webhook_deliveries_due", "next_attempt_at_ms",
+          sqlite_where=text("status = 'PENDING'"), postgresql_where=text("status = 'PENDING'")),
+    Index("ix_webhook_deliveries_user", "user_id", "id"),
+    Index("ix_webhook_deliveries_video", "video_id", "event_type", "created_at_ms"),
 )

@@ -19,20 +19,22 @@ from kensa_gql.api.graphql.limits import BudgetedValidation, SafeParserCache, ma
 from kensa_gql.api.graphql.metered import OperationMetrics
 from kensa_gql.api.graphql.models import ModelQueries
 from kensa_gql.api.graphql.videos import VideoMutations, VideoQueries, VideoSubscriptions
+from kensa_gql.api.graphql.webhooks import WebhookMutations, WebhookQueries
 from kensa_gql.settings import Settings
 
 
 @strawberry.type(description="Reading: the caller, the catalogue, videos and credits.")
-class Query(AccountQueries, ModelQueries, VideoQueries):
+class Query(AccountQueries, ModelQueries, VideoQueries, WebhookQueries):
     pass
 
 
-@strawberry.type(description="Making and deleting videos.")
-class Mutation(VideoMutations):
+@strawberry.type(description="Making and deleting videos; managing webhook endpoints.")
+class Mutation(VideoMutations, WebhookMutations):
     pass
 
 
-@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws or legacy graphql-ws).")
+@strawberry.type(description="Live updates over WebSocket (graphql-transport-ws or legacy graphql-ws) or over "
+                             "HTTP (a POST accepting multipart/mixed).")
 class Subscription(VideoSubscriptions):
     pass
 

@@ -12,6 +12,7 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql.webhooks import WebhookEvent, event_names
 from kensa_gql.api.ratelimits import check_generate
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.paging import page_of
@@ -189,6 +190,11 @@ class GenerateVideoInput:
         description="Stop the video if it has not finished this many seconds after it was accepted "
                     "(5 to 86400; like REST's Cancel-After): it ends FAILED with DEADLINE_EXCEEDED and its "
                     "credits are given back.")
+    webhook_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="An https URL to POST this video's events to, signed with `webhookSigningSecret`.")
+    webhook_events: list[WebhookEvent] | None = strawberry.field(
+        default=strawberry.UNSET, description="Which events go to `webhookUrl`; all when omitted.")
 
     def as_request(self) -> dict[str, Any]:
         """The REST request body this input stands for, so both APIs hash a request alike."""
@@ -198,6 +204,10 @@ class GenerateVideoInput:
             raw["quality"] = self.quality
         if isinstance(self.start_image_url, str):
             raw["startImageUrl"] = self.start_image_url
+        if isinstance(self.webhook_url, str):
+            raw["webhookUrl"] = self.webhook_url
+        if isinstance(self.webhook_events, list):
+            raw["webhookEvents"] = event_names(self.webhook_events)
         return raw
 
     @property

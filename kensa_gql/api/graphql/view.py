@@ -31,7 +31,11 @@ from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types.unset import UNSET, UnsetType
 
 from kensa_gql import metrics
@@ -85,7 +89,8 @@ class KensaGraphQL(GraphQL[Context, None]):
                  max_subscriptions_per_connection: int, allowed_origins: Sequence[str],
                  connection_init_timeout_seconds: float, documents: PreparedDocuments | None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=True,
-                         subscription_protocols=PROTOCOLS,
+                         # and subscriptions over HTTP: a POST accepting multipart/mixed (Apollo Client)
+                         subscription_protocols=(*PROTOCOLS, MULTIPART_SUBSCRIPTION_PROTOCOL),
                          connection_init_wait_timeout=timedelta(seconds=connection_init_timeout_seconds),
                          max_subscriptions_per_connection=max_subscriptions_per_connection,
                          allowed_origins=allowed_origins)

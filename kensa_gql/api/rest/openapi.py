@@ -16,6 +16,7 @@ from kensa_gql.domain.catalog import Catalog, ModelSpec
 from kensa_gql.domain.ledger import EntryType
 from kensa_gql.domain.paging import MAX_PAGE_SIZE
 from kensa_gql.domain.videos import CancelOutcome, VideoStatus
+from kensa_gql.domain.webhooks import ALL_EVENTS, DeliveryStatus
 
 OPENAPI_PATH = "/openapi.json"
 # The codes the REST mount can answer with (api/rest/errors.py renders every error through them).
@@ -28,7 +29,8 @@ _ERRORS = {
     401: ("Unauthenticated", "No valid API key: missing, malformed, unknown or revoked."),
     402: ("InsufficientCredits", "The available balance does not cover the price; nothing was charged."),
     404: ("NotFound", "Unknown, deleted or another user's video (deliberately indistinguishable)."),
-    409: ("Conflict", "A request with this Idempotency-Key is still being processed."),
+    409: ("Conflict", "A request with this Idempotency-Key is still being processed (webhooks: a limit "
+                      "or state that does not allow it)."),
     413: ("PayloadTooLarge", "The request body is larger than the limit."),
     422: ("IdempotencyKeyReused", "This Idempotency-Key was already used with a different body."),
     429: ("RateLimited", "The caller's budget for this minute is spent (RateLimit-Policy names it); "
@@ -111,6 +113,12 @@ def _generate_body(catalog: Catalog) -> dict[str, Any]:
                 "startImageUrl": _nullable({
                     "type": "string", "format": "uri", "maxLength": 2048,
                     "description": "A public http(s) URL of a reference image, for image-to-video."}),
+                "webhookUrl": _nullable({
+                    "type": "string", "description": "An https URL to POST this video's signed events to "
+                                                     "(docs/webhooks.md)."}),
+                "webhookEvents": _nullable({
+                    "type": "array", "items": {"enum": [str(e) for e in ALL_EVENTS]},
+                    "description": "Which events go to webhookUrl; all when absent, null or empty."}),
             },
         }
 
@@ -165,6 +173,81 @@ def _schemas() -> dict[str, Any]:
             "transType": {"enum": [t.value for t in EntryType]},
             "credits": {"type": "integer"}, "balanceAfter": {"type": "integer"},
             "videoUuid": _nullable({"type": "string", "format": "uuid"}), "createdAt": _ref("Timestamp")}),
+        "WebhookEvent": {"enum": [str(e) for e in ALL_EVENTS]},
+        "WebhookEndpoint": _object({
+            "id": {"type": "string"}, "url": {"type": "string"},
+            "events": {"type": "array", "items": _ref("WebhookEvent")}, "enabled": {"type": "boolean"},
+            "disabledReason": _nullable({"type": "string"}), "failingSince": _nullable(_ref("Timestamp")),
+            "previousSecretExpiresAt": _nullable(_ref("Timestamp")), "createdAt": _ref("Timestamp")}),
+        "WebhookDelivery": _object({
+            "id": {"type": "string", "description": "The webhook-id header: the same on every retry."},
+            "endpointId": _nullable({"type": "string"}), "videoUuid": _nullable({"type": "string"}),
+            "url": {"type": "string"}, "event": _ref("WebhookEvent"),
+            "status": {"enum": [s.value for s in DeliveryStatus]}, "attempts": {"type": "integer", "minimum": 0},
+            "lastStatusCode": _nullable({"type": "integer"}), "lastResponse": _nullable({"type": "string"}),
+            "lastError": _nullable({"type": "string"}), "nextAttemptAt": _nullable(_ref("Timestamp")),
+            "createdAt": _ref("Timestamp"), "deliveredAt": _nullable(_ref("Timestamp")),
+            "payload": {"type": "string", "description": "The exact body sent."}}),
+    }
+
+
+def _webhook_paths(uuid_param: dict[str, Any]) -> dict[str, Any]:
+    """``/webhooks`` (docs/webhooks.md) and a video's server-sent events: new beside the legacy paths."""
+    id_param = {"name": "id", "in": "path", "required": True, "description": "The endpoint's id.",
+                "schema": {"type": "string", "pattern": "^[^/\n]+$"}}
+    events = _nullable({"type": "array", "items": _ref("WebhookEvent"),
+                        "description": "The events to receive; all when absent, null or empty."})
+    created = _ok("The endpoint, with its secret (shown here once).",
+                  _object({"endpoint": _ref("WebhookEndpoint"), "secret": {"type": "string", "pattern": "^whsec_"}}))
+
+    def body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        return {"required": True, "content": _json({"type": "object", "properties": properties,
+                                                    "required": required})}
+
+    delivery_params = [
+        {"name": "endpointId", "in": "query", "required": False, "description": "Only this endpoint's.",
+         "schema": {"type": "string"}},
+        {"name": "status", "in": "query", "required": False, "description": "Only deliveries in this status.",
+         "schema": {"enum": [s.value for s in DeliveryStatus]}},
+        *_paging()]
+    sse = {"description": "The stream: `event: status`, `id:` the video's version, `data:` the task JSON.",
+           "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+           "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return {
+        "/webhooks": {
+            "get": _operation("listWebhookEndpoints", "The caller's webhook endpoints.",
+                              _ok("The endpoints.", _object({"endpoints": {"type": "array",
+                                                                          "items": _ref("WebhookEndpoint")}})), []),
+            "post": _operation("createWebhookEndpoint", "Add a webhook endpoint.", created, [400, 409, 413],
+                               body=body({"url": {"type": "string"}, "events": events}, ["url"])),
+        },
+        "/webhooks/{id}": {
+            "patch": _operation("updateWebhookEndpoint", "Change an endpoint's URL, events or enabled state.",
+                                _ok("The endpoint.", _object({"endpoint": _ref("WebhookEndpoint")})),
+                                [400, 404, 413], parameters=[id_param],
+                                body=body({"url": _nullable({"type": "string"}), "events": events,
+                                           "enabled": _nullable({"type": "boolean"})}, [])),
+            "delete": _operation("deleteWebhookEndpoint", "Delete an endpoint; its waiting deliveries end FAILED.",
+                                 _ok("Deleted.", _object({"id": {"type": "string"}, "deleted": {"const": True}})),
+                                 [404], parameters=[id_param]),
+        },
+        "/webhooks/{id}/rotate-secret": {"post": _operation(
+            "rotateWebhookSecret", "A new secret; the old one also signs for 24 h.", created, [404],
+            parameters=[id_param])},
+        "/webhooks/deliveries": {"get": _operation(
+            "listWebhookDeliveries", "The caller's webhook deliveries, newest first.",
+            _ok("A page of deliveries.", _paged("deliveries", "WebhookDelivery")), [400, 404],
+            parameters=delivery_params)},
+        "/webhooks/deliveries/{id}/redeliver": {"post": _operation(
+            "redeliverWebhook", "Send a delivery again now, with the same webhook-id.",
+            _ok("The delivery, PENDING.", _object({"delivery": _ref("WebhookDelivery")})), [404, 409],
+            parameters=[{**id_param, "description": "The delivery's id."}])},
+        "/webhooks/signing-secret": {"get": _operation(
+            "getWebhookSigningSecret", "The account's default secret (made on first use); it signs deliveries "
+            "to a video's own webhookUrl.", _ok("The secret.", _object({"secret": {"type": "string"}})), [])},
+        "/video/{uuid}/events": {"get": _operation(
+            "followVideo", "A video's status as server-sent events, until it is final.", sse, [404],
+            parameters=[uuid_param])},
     }
 
 
@@ -234,6 +317,7 @@ def openapi_document(catalog: Catalog) -> dict[str, Any]:
             "responses": {"200": {"description": "OpenAPI 3.1.", "headers": _RATE_HEADERS,
                                   "content": _json({"type": "object"})},
                           "429": {"$ref": "#/components/responses/RateLimited"}}}},
+        **_webhook_paths(uuid_param),
     }
     return {
         "openapi": "3.1.0",

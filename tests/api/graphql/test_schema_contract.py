@@ -30,12 +30,22 @@ type Query {
   videoTask(uuid: ID!): VideoTask
   creditHistory(page: Int! = 1, pageSize: Int! = 20): CreditTransactionPage!
   price(input: GenerateVideoInput!): Int!
+  webhookEndpoints: [WebhookEndpoint!]!
+  webhookDeliveries(endpointId: ID = null, status: WebhookDeliveryStatus = null, page: Int! = 1,
+                    pageSize: Int! = 20): WebhookDeliveryPage!
+  webhookSigningSecret: String!
 }
 type Mutation {
   generateVideo(input: GenerateVideoInput!): Video!
   deleteVideo(uuid: ID!): DeleteVideoResult!
   cancelVideo(uuid: ID!): CancelResult!
   retryVideo(uuid: ID!): Video!
+  createWebhookEndpoint(url: String!, events: [WebhookEvent!] = null): WebhookEndpointCreated!
+  updateWebhookEndpoint(id: ID!, url: String = null, events: [WebhookEvent!] = null,
+                        enabled: Boolean = null): WebhookEndpoint!
+  deleteWebhookEndpoint(id: ID!): DeleteWebhookEndpointResult!
+  rotateWebhookSecret(id: ID!): WebhookEndpointCreated!
+  redeliverWebhook(deliveryId: ID!): WebhookDelivery!
 }
 type Subscription {
   videoStatus(uuid: ID!): Video!
@@ -44,7 +54,7 @@ type Viewer { id: ID!  email: String!  credits: CreditBalance! }
 type CreditBalance { available: Int!  frozen: Int!  used: Int!  total: Int! }
 input GenerateVideoInput { prompt: String!  model: String!  duration: Int!  aspectRatio: String!
                            quality: String  startImageUrl: String  idempotencyKey: String
-                           deadlineSeconds: Int }
+                           deadlineSeconds: Int  webhookUrl: String  webhookEvents: [WebhookEvent!] }
 enum VideoStatus { PENDING GENERATING UPLOADING COMPLETED FAILED CANCELLED }
 enum FailureCode { CONTENT_POLICY INVALID_INPUT PROVIDER_ERROR PROVIDER_UNAVAILABLE RESULT_UNAVAILABLE
                    STORAGE_ERROR DEADLINE_EXCEEDED TIMEOUT CANCELLED INTERNAL }
@@ -65,6 +75,17 @@ type DeleteVideoResult { uuid: ID!  deleted: Boolean! }
 type CreditTransaction { id: ID!  transNo: String!  transType: String!  credits: Int!  balanceAfter: Int!
                          videoUuid: ID  createdAt: String! }
 type CreditTransactionPage { transactions: [CreditTransaction!]!  total: Int!  page: Int!  pageSize: Int! }
+enum WebhookEvent { VIDEO_STARTED VIDEO_PROGRESS VIDEO_COMPLETED VIDEO_FAILED VIDEO_CANCELLED }
+enum WebhookDeliveryStatus { PENDING SUCCEEDED FAILED }
+type WebhookEndpoint { id: ID!  url: String!  events: [WebhookEvent!]!  enabled: Boolean!  disabledReason: String
+                       failingSince: String  previousSecretExpiresAt: String  createdAt: String! }
+type WebhookEndpointCreated { endpoint: WebhookEndpoint!  secret: String! }
+type DeleteWebhookEndpointResult { id: ID!  deleted: Boolean! }
+type WebhookDelivery { id: ID!  endpointId: ID  videoUuid: ID  url: String!  event: WebhookEvent!
+                       status: WebhookDeliveryStatus!  attempts: Int!  lastStatusCode: Int  lastResponse: String
+                       lastError: String  nextAttemptAt: String  createdAt: String!  deliveredAt: String
+                       payload: String! }
+type WebhookDeliveryPage { deliveries: [WebhookDelivery!]!  total: Int!  page: Int!  pageSize: Int! }
 """
 
 
