@@ -38,7 +38,7 @@ from kensa_gql.adapters.storage import storage_from_url
 from kensa_gql.adapters.storage.local import LocalStorage, writable_directory
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
-from kensa_gql.api.middleware import RequestContext
+from kensa_gql.api.middleware import Preflight, RequestContext
 from kensa_gql.api.rest import routes as rest
 from kensa_gql.api.rest.errors import on_http_error, on_kensa_error
 from kensa_gql.api.webhooks import routes as webhook_routes
@@ -156,6 +156,10 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner_task
             await events.stop()
+            for provider in providers.values():  # renders in progress end before their pool does
+                close = getattr(provider, "close", None)
+                if close is not None:
+                    await close()
             await http.aclose()
             pool.shutdown()
             await db.dispose()
@@ -181,6 +185,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key",
                                                     "x-request-id"]))
+    else:
+        middleware.append(Middleware(Preflight))
     handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}
     # Innermost, inside the request context and CORS: the hottest routes skip Starlette's
     # exception layer and router, and nothing else changes (api/frontdoor.py). GraphQL POSTs

@@ -64,3 +64,21 @@ class RequestContext:
                          extra={"request_id": request_id, "method": scope.get("method", "WS"),
                                 "path": scope.get("path"), "status": status,
                                 "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+
+
+class Preflight:
+    """Without KENSA_CORS_ORIGINS no origin is allowed, and a CORS preflight says so as CORS
+    expects: 204 without ``Access-Control-Allow-Origin`` (the browser then refuses the request
+    itself), never a 405 from whichever view the path belongs to."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS" and any(
+                name == b"access-control-request-method" for name, _ in scope["headers"]):
+            await send({"type": "http.response.start", "status": 204, "headers": [
+                (b"allow", b"GET, POST, DELETE, OPTIONS"), (b"vary", b"Origin")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
