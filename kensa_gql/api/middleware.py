@@ -69,13 +69,15 @@ class RequestContext:
 class Preflight:
     """Without KENSA_CORS_ORIGINS no origin is allowed, and a CORS preflight says so as CORS
     expects: 204 without ``Access-Control-Allow-Origin`` (the browser then refuses the request
-    itself), never a 405 from whichever view the path belongs to."""
+    itself), never a 405 from whichever view the path belongs to. The legacy ``/api/v1`` mount
+    keeps answering exactly as it always has."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "OPTIONS" and any(
+        if scope["type"] == "http" and scope["method"] == "OPTIONS" and \
+                not scope["path"].startswith("/api/v1") and any(
                 name == b"access-control-request-method" for name, _ in scope["headers"]):
             await send({"type": "http.response.start", "status": 204, "headers": [
                 (b"allow", b"GET, POST, DELETE, OPTIONS"), (b"vary", b"Origin")]})
