@@ -114,6 +114,7 @@ class Runner:
         """Claim and drive tasks until cancelled."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
         failures = 0
+        log.info("runner %s started", self.owner, extra={"owner": self.owner, "max_running": self._config.max_running})
         try:
             while True:
                 try:
@@ -124,8 +125,11 @@ class Runner:
                     # A database restart or failover must not end the loop: a worker whose runner
                     # died would stay up doing nothing. Back off and try again.
                     failures += 1
-                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read
-                        log.warning("claiming tasks failed (%d in a row): %s; retrying", failures, exc.message)
+                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read, but the cause
+                        cause = exc.__cause__ or exc.__context__
+                        log.warning("claiming tasks failed (%d in a row): %s%s; retrying", failures, exc.message,
+                                    f" ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+                                    if cause is not None else "", extra={"failures": failures})
                     else:
                         log.exception("claiming tasks failed (%d in a row); retrying", failures)
                     await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
@@ -140,6 +144,8 @@ class Runner:
                 task.cancel()
             await asyncio.gather(heartbeat, *self._running.values(), return_exceptions=True)
             await self._release_leases(held)
+            log.info("runner %s stopped; %d task(s) handed back", self.owner, len(held),
+                     extra={"owner": self.owner, "released_leases": len(held)})
 
     async def _release_leases(self, video_ids: list[int]) -> None:
         """On a clean shutdown, hand our tasks back at once instead of waiting out the lease."""
@@ -220,6 +226,9 @@ class Runner:
         video = await self._load(task.video_id)
         if video is None:
             return
+        log.info("claimed video %s (%s, attempt %d)", video.uuid, video.status.value, task.attempts,
+                 extra={"video_uuid": video.uuid, "vendor": task.provider, "status": video.status.value,
+                        "attempt": task.attempts, "waited_ms": max(0, now_ms() - task.next_run_at_ms)})
         if video.status.is_terminal:  # finished but its task row survived: just tidy up
             async with self._deps.db.writing() as uow:
                 await VideosStore(uow).finish_task(video.id)
@@ -278,7 +287,12 @@ class Runner:
         last: ProviderError | None = None
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
+                started = time.monotonic()
                 provider_task_id = await provider.submit(job)
+                log.info("submitted video %s to %s", video.uuid, task.provider,
+                         extra={"video_uuid": video.uuid, "vendor": task.provider,
+                                "provider_task_id": provider_task_id,
+                                "submit_ms": round((time.monotonic() - started) * 1000, 1)})
                 break
             except ProviderUnavailable as exc:
                 last = exc
@@ -315,8 +329,12 @@ class Runner:
         work: list[Path] = []
         failure: str | None = None
         try:
+            started = time.monotonic()
             source, thumb = await self._fetch(video, result, work)
             stored_video, stored_thumb = await self._publish(video, source, thumb)
+            log.info("copied the result of video %s to storage (%d bytes)", video.uuid, stored_video.size,
+                     extra={"video_uuid": video.uuid, "vendor": video.provider, "bytes": stored_video.size,
+                            "copy_ms": round((time.monotonic() - started) * 1000, 1)})
         except ProviderError as exc:
             failure = exc.message
         except StorageUnavailable as exc:
@@ -459,7 +477,14 @@ class Runner:
             if target.is_terminal:
                 await store.finish_task(video.id)
             await uow.commit()
-        if target is VideoStatus.FAILED:
-            log.info("video %s failed: %s", video.uuid, values.get("error_message"))
+        if target is not video.status:
+            ledger_done = {LedgerEffect.SETTLE: "settled", LedgerEffect.RELEASE: "released"}.get(effect)
+            log.info("video %s %s -> %s%s", video.uuid, video.status.value, target.value,
+                     f" ({ledger_done} {video.credits_used} credits)" if ledger_done else "",
+                     extra={"video_uuid": video.uuid, "vendor": updated.provider or video.provider,
+                            "from_status": video.status.value, "to_status": target.value,
+                            **({"ledger": ledger_done, "credits": video.credits_used} if ledger_done else {}),
+                            **({"error": values.get("error_message")} if target is VideoStatus.FAILED else {}),
+                            **({"total_ms": now - video.created_at_ms} if target.is_terminal else {})})
         await self._deps.publisher.video_changed(updated)
         return updated

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from kensa_gql import logs
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
@@ -40,7 +41,9 @@ def presented_key(connection: HTTPConnection, params: Mapping[str, Any] | None =
 async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
     """The caller's principal, from the connection_init payload or else the Authorization header."""
     authenticator: Authenticator = connection.app.state.authenticator
-    return await authenticator.authenticate(presented_key(connection, params))
+    principal = await authenticator.authenticate(presented_key(connection, params))
+    logs.note(user_id=principal.user_id)
+    return principal
 
 
 def sessions(connection: HTTPConnection) -> Sessions:

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from strawberry import Schema
 
+from kensa_gql import logs
 from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
 from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
 from kensa_gql.api.payloads import too_deep
@@ -83,6 +84,8 @@ async def answer(answers: PostAnswers, scope: Scope, receive: Receive, send: Sen
     if chosen[0].operation is not OperationType.QUERY:
         documents.counts[f"not compiled: a {chosen[0].operation.value}"] += 1
         return False  # mutations are never compiled: they run once, through Strawberry
+    if chosen[0].name is not None:
+        logs.note(operation=chosen[0].name.value)
     context = answers.context(Request(scope, receive))
     payload = await _compiled(answers, entry, chosen[0], variables, context)
     if payload is None:
