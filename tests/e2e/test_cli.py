@@ -240,6 +240,12 @@ async def test_serve_links_media_on_the_port_it_serves_answers_preflights_and_st
     # then it stops without a traceback or the resource tracker's "leaked semaphore objects" warning
     assert proc.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once it is done
     assert "leaked" not in output and "Traceback" not in output, output
+    # and every line was written, in the order logged, up to uvicorn's last
+    written = output.strip().splitlines()
+    assert "Finished server process" in written[-1], written[-3:]
+    stamps = [line.split(" ", 1)[0] for line in written if not line.startswith(" ")]
+    assert stamps == sorted(stamps) and all(stamp.endswith("Z") for stamp in stamps), stamps
+    assert any("UPLOADING -> COMPLETED" in line for line in written)
 
 
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
