@@ -84,7 +84,7 @@ def note(**fields: Any) -> None:
 def _add_context(record: logging.LogRecord) -> bool:
     """A filter run where the line is logged: copies the request's fields (and the trace) onto it."""
     fields = _request.get()
-    if fields is not None:
+    if fields is not None and "request_id" not in record.__dict__:  # the access line has them already
         for key, value in fields.items():
             if key not in record.__dict__:
                 record.__dict__[key] = value
@@ -245,9 +245,12 @@ class _BatchWriter(threading.Thread):
 
 
 class _Enqueue(logging.handlers.QueueHandler):
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # The record as it is: formatted by the writer thread, not here on the request path.
-        return record
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: the queue is thread-safe, and the record goes on it as it is (no
+        # prepare(): it is formatted by the writer thread, not here on the request path).
+        if _add_context(record):
+            self.queue.put_nowait(record)
+        return True
 
 
 _writer: _BatchWriter | None = None
@@ -275,7 +278,6 @@ def configure(fmt: str, level: str, *, stream: TextIO | None = None) -> None:
     _writer = _BatchWriter(_records, formatter, stream or sys.stderr)
     _writer.start()
     handler = _Enqueue(_records)
-    handler.addFilter(_add_context)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
