@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from kensa_gql import tracing
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
@@ -50,7 +51,7 @@ from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.sessions import Sessions
-from kensa_gql.settings import Settings
+from kensa_gql.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,10 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
+    try:
+        tracing.setup(settings.otel)
+    except tracing.TracingUnavailable as exc:
+        raise SettingsError(f"KENSA_OTEL / OTEL_EXPORTER_OTLP_ENDPOINT: {exc}") from None
     # Before anything starts: a route to a vendor without its key is a configuration error.
     check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
@@ -180,6 +185,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
           for folder in MEDIA_FOLDERS],
     ]
     middleware = [Middleware(RequestContext)]
+    if tracing.enabled:  # outermost: the request's span is current for everything below it
+        middleware.insert(0, Middleware(tracing.asgi_middleware))
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from kensa_gql import tracing
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.adapters.downloads import download
@@ -207,7 +208,9 @@ class Runner:
     async def _drive_safely(self, task: Task) -> None:
         self._nudges[task.video_id] = asyncio.Event()
         try:
-            await self._drive(task)
+            with tracing.span("task run", parent=task.traceparent, **{"kensa.video_id": task.video_id,
+                                                                        "kensa.vendor": task.provider}):
+                await self._drive(task)
         except (LeaseLost, InvalidTransition) as exc:
             log.info("stopped driving video %s: %s", task.video_id, exc)
         except asyncio.CancelledError:

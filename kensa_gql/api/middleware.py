@@ -11,7 +11,7 @@ import time
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kensa_gql import logs
+from kensa_gql import logs, tracing
 
 log = logging.getLogger("kensa_gql.access")
 errors = logging.getLogger("kensa_gql.errors")
@@ -39,6 +39,8 @@ class RequestContext:
         request_id = incoming if incoming and _SAFE_ID.match(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
         fields = logs.begin_request(request_id)
+        if tracing.enabled:
+            tracing.note_request(request_id)
         started = time.perf_counter()
         status = 0
         header = (b"x-request-id", request_id.encode())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kensa_gql import tracing
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.clock import now_ms
 from kensa_gql.domain.errors import BadUserInput, Conflict, IdempotencyKeyReused, NotFound, StorageUnavailable
@@ -87,7 +88,7 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
                                     credits=price, now_ms=now)
             await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
                                 amount=price, now_ms=now)
-            await store.add_task(video.id, route, now)
+            await store.add_task(video.id, route, now, traceparent=tracing.traceparent())
             if idempotency_key is not None:
                 await store.complete_idempotency(principal.user_id, idempotency_key, video.uuid)
             await uow.commit()

@@ -13,7 +13,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from kensa_gql import logs
+from kensa_gql import logs, tracing
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
 from kensa_gql.api.graphql.limits import BudgetedValidation, SafeParserCache, max_aliases_rule, max_depth_rule
@@ -76,6 +76,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: AddValidationRules(rules),
         lambda: BudgetedValidation(max_selections=selections, max_repeats=repeats),
         lambda: ErrorCodes(hide_suggestions=hide_suggestions),
+        *([tracing.graphql_extension()] if tracing.enabled else []),
     ]
 
 
