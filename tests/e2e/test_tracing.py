@@ -18,6 +18,7 @@ from kensa_gql import logs, tracing
 from tests.conftest import Serve
 
 GENERATE = ("mutation Make($input: GenerateVideoInput!) { generateVideo(input: $input) { uuid status } }")
+LOOK = "query Look($uuid: ID!) { video(uuid: $uuid) { status } }"
 INPUT = {"prompt": "a kite over dunes", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
 
 
@@ -60,6 +61,11 @@ async def test_a_generate_request_and_its_task_run_share_one_trace(
                     break
                 await asyncio.sleep(0.05)
             assert video["status"] == "COMPLETED"
+            # and the same query is asked three times (Strawberry answers, then the fast path's plan)
+            for _ in range(3):
+                looked = await client.post("/graphql", headers=user.headers, json={
+                    "query": LOOK, "variables": {"uuid": uuid}, "operationName": "Look"})
+                assert looked.json()["data"]["video"]["status"] == "COMPLETED"
             # and a provider-style call is made with httpx inside a span
             with tracing.span("outbound"):
                 await client.get("/healthz")
@@ -84,6 +90,8 @@ async def test_a_generate_request_and_its_task_run_share_one_trace(
     assert names.count("db.transaction") >= 3, names  # the generate's write, the runner's writes
     assert any(s.name == "db.transaction" and s.parent is not None and s.parent.span_id == run.context.span_id
                for s in in_trace)
+    # and each query had its one operation span, whichever path answered it
+    assert [s.name for s in finished].count("GraphQL Query: Look") == 3
     # and an httpx call made inside a span is a child of it
     [outbound] = [s for s in finished if s.name == "outbound"]
     assert any(s.parent is not None and s.parent.span_id == outbound.context.span_id and s.name.startswith("GET")
