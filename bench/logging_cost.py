@@ -73,6 +73,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
     args = parser.parse_args(argv)
     tool = "wrk" if args.load == "wrk" or (args.load == "auto" and load.wrk_available()) else "python"
     workdir = Path(tempfile.mkdtemp(prefix="kensa-logbench-"))
@@ -91,7 +92,7 @@ def main(argv: list[str]) -> int:
                            paths=[f"/api/v1/video/{u}" for u in seeded.readable])
         figures = [throughput.HttpFigure(f"rest-read-log-{name}", name, rest, 64, "" if name == "off" else
                                          "rest-read-log-off", what=f"REST read, request log {name}")
-                   for name in servers]
+                   for name in reversed(servers)]
         print(f"logging cost on {args.database}: {args.rounds} round(s) x {args.duration:g} s, load {tool}",
               flush=True)
         with running(*servers.values()):
@@ -111,7 +112,10 @@ def main(argv: list[str]) -> int:
         print(f"target (>= {TARGET} of log off): {'met' if ok else 'MISSED'}")
         return 0 if ok else 1
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"scratch kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

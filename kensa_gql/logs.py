@@ -43,7 +43,9 @@ current_trace: Callable[[], tuple[str, str] | None] | None = None
 
 # Fields the text format leaves out: the access line's message already says them.
 _TEXT_SKIP = frozenset({"method", "path", "status", "duration_ms"})
-_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# (uvicorn adds color_message: the message again, with terminal colours)
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime",
+                                                                                     "color_message"}
 
 
 def _escaped_char(match: re.Match[str]) -> str:
@@ -204,6 +206,9 @@ class TextFormatter(logging.Formatter):
 
 
 # -- writing off the request path -----------------------------------------------------------------
+BATCH_SECONDS = 0.02  # how long a line may wait to be written with the ones after it
+
+
 class _BatchWriter(threading.Thread):
     """Takes records off the queue and writes them, formatted, in order, several per write."""
 
@@ -218,8 +223,12 @@ class _BatchWriter(threading.Thread):
         records = self._records
         while True:
             first = records.get()
+            if first is not None:
+                # Let a batch gather: one wake-up and one write per batch, not a thread switch per
+                # line (under load that switch cost more than formatting the line).
+                time.sleep(BATCH_SECONDS)
             batch = [first]
-            while len(batch) < 512:
+            while len(batch) < 10_000:
                 try:
                     batch.append(records.get_nowait())
                 except queue.Empty:
