@@ -1,7 +1,7 @@
 """tasks.traceparent: the trace a task's run continues
 
-Revision ID: 0006
-Revises: 0002
+Revision ID: 0007
+Revises: 0002 (re-chain onto the newest revision on main at merge: 0006 is taken there)
 Create Date: 2026-12-03 13:00:00
 
 With tracing on, a generate request stores its W3C traceparent with the task it creates, so the
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
+revision = '0007'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
