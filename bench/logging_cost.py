@@ -66,6 +66,19 @@ def _postgres_copy(seeded: seed.Seeded, name: str) -> str:
     return url
 
 
+def _drop(name: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.logging_cost", description=__doc__)
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
@@ -112,6 +125,8 @@ def main(argv: list[str]) -> int:
         print(f"target (>= {TARGET} of log off): {'met' if ok else 'MISSED'}")
         return 0 if ok else 1
     finally:
+        if args.database == "postgres":
+            _drop(f"kensa_logbench_{workdir.name[-8:]}")
         if args.keep:
             print(f"scratch kept in {workdir}")
         else:
