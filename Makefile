@@ -1,31 +1,43 @@
-# kensa-gql: `make run` starts the gateway on the embedded defaults; `make test` runs every test.
+# kensa-gql: `make run` starts the gateway on the embedded defaults (`make run PORT=8080` picks the
+# port); `make test` runs every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
-.PHONY: run test install bench lint clean
+.PHONY: run test install install-run bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# Running needs only the runtime dependencies; the test extras (and the Node client) come with `make install`.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 # The Node graphql-ws client that tests/e2e drives (node_modules are never committed).
 NODE_CLIENT := tests/e2e/node
 $(NODE_CLIENT)/node_modules/.package-lock.json: $(NODE_CLIENT)/package-lock.json
 	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 
+install-run: $(RUN_STAMP)
+
 install: $(STAMP) $(NODE_CLIENT)/node_modules/.package-lock.json
 
-run: install
+# ensure-demo prints a demo API key (creating the user once; later runs revoke the previous key).
+run: install-run
 	$(BIN)/kensa-gql db upgrade
 	$(BIN)/kensa-gql users ensure-demo
-	@echo "Web console: http://127.0.0.1:8000/ (sign in with the API key above); GraphiQL: http://127.0.0.1:8000/graphql"
-	$(BIN)/kensa-gql serve --host 127.0.0.1 --port 8000
+	@echo "Web console: http://$(HOST):$(PORT)/ (sign in with the API key above); GraphiQL: http://$(HOST):$(PORT)/graphql"
+	$(BIN)/kensa-gql serve --host $(HOST) --port $(PORT)
 
 # The GraphQL suite runs a second time on stock Strawberry (KENSA_GRAPHQL_FASTPATH=false): every
 # behaviour it checks must hold on both paths. The fast path's own tests are not part of that run.

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from kensa_gql import tracing
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
@@ -41,7 +42,7 @@ from kensa_gql.api import console, render
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.metrics import HttpMetrics, metrics_endpoint
-from kensa_gql.api.middleware import RequestContext
+from kensa_gql.api.middleware import Preflight, RequestContext
 from kensa_gql.api.ratelimits import RateLimiter, Throttle
 from kensa_gql.api.rest import docs as rest_docs
 from kensa_gql.api.rest import routes as rest
@@ -59,7 +60,7 @@ from kensa_gql.services.deadlines import sweep_deadlines
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.routing import Router
 from kensa_gql.services.sessions import Sessions
-from kensa_gql.settings import Settings
+from kensa_gql.settings import Settings, SettingsError
 from kensa_gql.webhook_worker import WebhookWorker, WebhookWorkerConfig
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,10 @@ async def readyz(request: Request) -> Response:
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | None = None) -> Starlette:
     """Build the gateway. ``migrate`` defaults to True on SQLite (PostgreSQL: ``db upgrade``)."""
     catalog = Catalog.load()
+    try:
+        tracing.setup(settings.otel)
+    except tracing.TracingUnavailable as exc:
+        raise SettingsError(f"KENSA_OTEL / OTEL_EXPORTER_OTLP_ENDPOINT: {exc}") from None
     # Before anything starts: a route to a vendor without its key is a configuration error.
     check_route_names(settings.routes, configured_names(settings), catalog)
     media_dir = settings.media_dir.resolve()
@@ -180,6 +185,10 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner_task
             await events.stop()
+            for provider in providers.values():  # renders in progress end before their pool does
+                close = getattr(provider, "close", None)
+                if close is not None:
+                    await close()
             await http.aclose()
             pool.shutdown()
             await db.dispose()
@@ -205,11 +214,15 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
     ]
     # Outermost: it times and counts every response, the request context's 500s included.
     middleware = [*([Middleware(HttpMetrics)] if settings.metrics else []), Middleware(RequestContext)]
+    if tracing.enabled:  # outermost of all: the request's span is current for everything below it
+        middleware.insert(0, Middleware(tracing.asgi_middleware))
     if settings.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                                     allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                                     allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key", "cancel-after",
-                                                    "x-request-id"]))
+                                                    "prefer", "x-request-id"]))
+    else:
+        middleware.append(Middleware(Preflight))
     # Inside CORS, so a 429 carries its headers too; before the front door, so every route pays it.
     middleware.append(Middleware(Throttle))
     handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from kensa_gql import metrics
+from kensa_gql import metrics, tracing
 from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.adapters.downloads import download
@@ -139,6 +139,7 @@ class Runner:
         """Claim and drive tasks until cancelled."""
         heartbeat = asyncio.create_task(self._heartbeat(), name="runner-heartbeat")
         failures = 0
+        log.info("runner %s started", self.owner, extra={"owner": self.owner, "max_running": self._config.max_running})
         try:
             while True:
                 try:
@@ -149,8 +150,11 @@ class Runner:
                     # A database restart or failover must not end the loop: a worker whose runner
                     # died would stay up doing nothing. Back off and try again.
                     failures += 1
-                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read
-                        log.warning("claiming tasks failed (%d in a row): %s; retrying", failures, exc.message)
+                    if isinstance(exc, Unavailable):  # locked, unreachable: no traceback to read, but the cause
+                        cause = exc.__cause__ or exc.__context__
+                        log.warning("claiming tasks failed (%d in a row): %s%s; retrying", failures, exc.message,
+                                    f" ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+                                    if cause is not None else "", extra={"failures": failures})
                     else:
                         log.exception("claiming tasks failed (%d in a row); retrying", failures)
                     await asyncio.sleep(min(30.0, self._config.claim_interval * 2 ** min(failures, 8)))
@@ -165,6 +169,8 @@ class Runner:
                 task.cancel()
             await asyncio.gather(heartbeat, *self._running.values(), return_exceptions=True)
             await self._release_leases(held)
+            log.info("runner %s stopped; %d task(s) handed back", self.owner, len(held),
+                     extra={"owner": self.owner, "released_leases": len(held)})
 
     async def _release_leases(self, video_ids: list[int]) -> None:
         """On a clean shutdown, hand our tasks back at once instead of waiting out the lease."""
@@ -233,7 +239,9 @@ class Runner:
     async def _drive_safely(self, task: Task) -> None:
         self._nudges[task.video_id] = asyncio.Event()
         try:
-            await self._drive(task)
+            with tracing.span("task run", parent=task.traceparent, **{"kensa.video_id": task.video_id,
+                                                                        "kensa.vendor": task.provider}):
+                await self._drive(task)
         except (LeaseLost, InvalidTransition) as exc:
             log.info("stopped driving video %s: %s", task.video_id, exc)
         except asyncio.CancelledError:
@@ -252,6 +260,9 @@ class Runner:
         video = await self._load(task.video_id)
         if video is None:
             return
+        log.info("claimed video %s (%s, attempt %d)", video.uuid, video.status.value, task.attempts,
+                 extra={"video_uuid": video.uuid, "vendor": task.provider, "status": video.status.value,
+                        "attempt": task.attempts, "waited_ms": max(0, now_ms() - task.next_run_at_ms)})
         if video.status.is_terminal:  # finished but its task row survived: just tidy up
             async with self._deps.db.writing() as uow:
                 await VideosStore(uow).finish_task(video.id)
@@ -321,8 +332,13 @@ class Runner:
         last: ProviderError | None = None
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
+                started = time.monotonic()
                 with metrics.provider_call(task.provider, "submit"):
                     provider_task_id = await provider.submit(job)
+                log.info("submitted video %s to %s", video.uuid, task.provider,
+                         extra={"video_uuid": video.uuid, "vendor": task.provider,
+                                "provider_task_id": provider_task_id,
+                                "submit_ms": round((time.monotonic() - started) * 1000, 1)})
                 break
             except ProviderUnavailable as exc:
                 last = exc
@@ -379,8 +395,12 @@ class Runner:
         work: list[Path] = []
         failure: tuple[FailureCode, str] | None = None
         try:
+            started = time.monotonic()
             source, thumb = await self._fetch(video, result, work)
             stored_video, stored_thumb = await self._publish(video, source, thumb)
+            log.info("copied the result of video %s to storage (%d bytes)", video.uuid, stored_video.size,
+                     extra={"video_uuid": video.uuid, "vendor": video.provider, "bytes": stored_video.size,
+                            "copy_ms": round((time.monotonic() - started) * 1000, 1)})
         except ProviderError as exc:
             failure = FailureCode.RESULT_UNAVAILABLE, exc.message
         except StorageUnavailable as exc:
@@ -552,7 +572,14 @@ class Runner:
         metrics.task_transition(target.value)
         if resolved:
             (metrics.credits_settled if effect is LedgerEffect.SETTLE else metrics.credits_released)(video.credits_used)
-        if target is VideoStatus.FAILED:
-            log.info("video %s failed: %s", video.uuid, values.get("error_message"))
+        if target is not video.status:
+            ledger_done = {LedgerEffect.SETTLE: "settled", LedgerEffect.RELEASE: "released"}.get(effect)
+            log.info("video %s %s -> %s%s", video.uuid, video.status.value, target.value,
+                     f" ({ledger_done} {video.credits_used} credits)" if ledger_done else "",
+                     extra={"video_uuid": video.uuid, "vendor": updated.provider or video.provider,
+                            "from_status": video.status.value, "to_status": target.value,
+                            **({"ledger": ledger_done, "credits": video.credits_used} if ledger_done else {}),
+                            **({"error": values.get("error_message")} if target is VideoStatus.FAILED else {}),
+                            **({"total_ms": now - video.created_at_ms} if target.is_terminal else {})})
         await self._deps.publisher.video_changed(updated)
         return updated

@@ -25,8 +25,17 @@ log = logging.getLogger(__name__)
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
     logs.configure(settings.log_format, settings.log_level)
+    # uvicorn ends a graceful shutdown by raising the signal it caught again with this handler in
+    # place: write the last log lines before the process goes (a signal's death skips atexit).
+    signal.signal(signal.SIGTERM, _flush_logs_then_die)
     run_uvicorn(create_app(settings, run_worker=run_worker), host=host, port=port,
                 ws_max_size=ws_max_size(settings))
+
+
+def _flush_logs_then_die(signum: int, _frame: object) -> None:
+    logs.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def ws_max_size(settings: Settings) -> int:

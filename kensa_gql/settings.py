@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 _VERSION_PATH = re.compile(r"/(v\d+(beta\d*|alpha\d*)?|api/v\d+)$")
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class SettingsError(Exception):
     """A KENSA_* variable holds a value the gateway cannot start with."""
 
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    # OpenTelemetry traces (docs/operations.md): "console" prints spans to stderr; otherwise they are
+    # on only when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    otel: Literal["", "console", "off"] = ""
 
     # GraphQL
     graphiql: bool = True
@@ -167,6 +173,14 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, not {value!r}")
+        return level
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
@@ -231,5 +245,7 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"KENSA_{field.upper()}: {err['msg']}")
+            # pydantic prefixes a validator's own message with "Value error, "; the operator needs only the message.
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"KENSA_{field.upper()}: {message}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -35,9 +35,15 @@ class CpuPool:
         return await loop.run_in_executor(self._executor(), fn, *args)
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """End the workers now (whatever they were making is redone by the task's next lease)
+        and wait for the executor to wind down: that frees its queues' semaphores, which a
+        process leaving without the wait left for the resource tracker to warn about."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def end_with_parent() -> None:

@@ -8,7 +8,10 @@ import re
 import secrets
 import time
 
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kensa_gql import logs, tracing
 
 log = logging.getLogger("kensa_gql.access")
 errors = logging.getLogger("kensa_gql.errors")
@@ -35,6 +38,9 @@ class RequestContext:
                 break
         request_id = incoming if incoming and _SAFE_ID.match(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        fields = logs.begin_request(request_id)
+        if tracing.enabled:
+            tracing.note_request(request_id)
         started = time.perf_counter()
         status = 0
         header = (b"x-request-id", request_id.encode())
@@ -59,8 +65,49 @@ class RequestContext:
                 await send({"type": "http.response.body", "body": _INTERNAL})
         finally:
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %s %.1fms", scope.get("method", "WS"), scope.get("path"), status,
-                         (time.perf_counter() - started) * 1000,
-                         extra={"request_id": request_id, "method": scope.get("method", "WS"),
-                                "path": scope.get("path"), "status": status,
-                                "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                duration = (time.perf_counter() - started) * 1000
+                method = scope.get("method", "WS")
+                log.info("%s %s %s %.1fms", method, scope.get("path"), status, duration,
+                         extra={**fields, "method": method, "path": scope.get("path"),
+                                "route": route_template(scope), "status": status,
+                                "duration_ms": round(duration, 1)})
+
+
+_VIDEO_PATH = re.compile(r"/api/v1/video/[0-9A-Za-z-]+")
+
+
+def route_template(scope: Scope) -> str:
+    """The route a request matched, as a template (``/api/v1/video/{video_id}``): never a raw path,
+    so the value set stays bounded; ``unmatched`` for a path no route took."""
+    route = scope.get("route")
+    if route is not None:
+        template = str(getattr(route, "path", ""))
+        root = scope.get("root_path", "") or ""
+        # (inside a Mount, root_path has grown by the mount's own path)
+        return f"{root}/{{path}}" if isinstance(route, Mount) else f"{root}{template}"
+    path = str(scope.get("path", ""))
+    if path == "/graphql":
+        return path
+    if scope.get("method") == "GET" and _VIDEO_PATH.fullmatch(path):  # answered by the front door
+        return "/api/v1/video/{video_id}"
+    return "unmatched"
+
+
+class Preflight:
+    """Without KENSA_CORS_ORIGINS no origin is allowed, and a CORS preflight says so as CORS
+    expects: 204 without ``Access-Control-Allow-Origin`` (the browser then refuses the request
+    itself), never a 405 from whichever view the path belongs to. The legacy ``/api/v1`` mount
+    keeps answering exactly as it always has."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS" and \
+                not scope["path"].startswith("/api/v1") and any(
+                name == b"access-control-request-method" for name, _ in scope["headers"]):
+            await send({"type": "http.response.start", "status": 204, "headers": [
+                (b"allow", b"GET, POST, DELETE, OPTIONS"), (b"vary", b"Origin")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)

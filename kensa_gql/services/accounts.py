@@ -92,12 +92,36 @@ async def create_key(email: str, *, db: Database) -> IssuedKey:
     return issued
 
 
-async def revoke_key(prefix: str, *, db: Database) -> None:
-    """Revoke a key by its prefix; it stops working within the auth cache's lifetime."""
+async def replace_keys(email: str, *, db: Database) -> tuple[IssuedKey, list[str]]:
+    """Issue a new key for a user and revoke all of their others (the prefixes revoked)."""
+    issued = _new_key()
+    now = now_ms()
     async with db.writing() as uow:
-        if not await AccountsStore(uow).revoke_key(prefix.strip(), now_ms()):
+        store = AccountsStore(uow)
+        user = await store.user_by_email(email.strip().lower())
+        if user is None:
+            raise NotFound("user")
+        revoked = await store.revoke_keys_of(user.id, now)
+        await store.add_key(user.id, issued.prefix, _hash(issued.key), now)
+        await uow.commit()
+    return issued, revoked
+
+
+async def revoke_key(key_or_prefix: str, *, db: Database) -> str:
+    """Revoke a key, given in full or by its prefix; it stops working within the auth cache's
+    lifetime. Returns the prefix revoked."""
+    value = key_or_prefix.strip()
+    prefix = value[:PREFIX_LENGTH] if _KEY_SHAPE.match(value) else value
+    async with db.writing() as uow:
+        store = AccountsStore(uow)
+        if prefix != value:  # a whole key: it must be that key, not just share its prefix
+            record = await store.key_by_prefix(prefix)
+            if record is None or not hmac.compare_digest(record.key_hash, _hash(value)):
+                raise NotFound("active key")
+        if not await store.revoke_key(prefix, now_ms()):
             raise NotFound("active key")
         await uow.commit()
+    return prefix
 
 
 async def active_keys(keys: Collection[str], *, db: Database) -> set[str]:

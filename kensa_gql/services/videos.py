@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kensa_gql import tracing
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.clock import now_ms
@@ -118,7 +119,7 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
                                     deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
             await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
                                 amount=price, now_ms=now)
-            await store.add_task(video.id, route, now)
+            await store.add_task(video.id, route, now, traceparent=tracing.traceparent())
             if hook is not None:
                 await attach_video_webhook(uow, video.id, principal.user_id, hook)
             if idempotency_key is not None:

@@ -101,3 +101,14 @@ class AccountsStore:
             update(api_keys).where(api_keys.c.prefix == prefix, api_keys.c.revoked_at_ms.is_(None))
             .values(revoked_at_ms=now_ms))
         return result.rowcount == 1
+
+    async def revoke_keys_of(self, user_id: int, now_ms: int) -> list[str]:
+        """Revoke every active key of a user; their prefixes, sorted."""
+        rows = await self._uow.conn.execute(
+            select(api_keys.c.prefix).where(api_keys.c.user_id == user_id, api_keys.c.revoked_at_ms.is_(None)))
+        prefixes = sorted(row.prefix for row in rows)
+        if prefixes:
+            await self._uow.conn.execute(
+                update(api_keys).where(api_keys.c.user_id == user_id, api_keys.c.revoked_at_ms.is_(None))
+                .values(revoked_at_ms=now_ms))
+        return prefixes

@@ -163,6 +163,8 @@ tasks = Table(
     Column("lease_until_ms", BigInteger),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("created_at_ms", BigInteger, nullable=False),
+    # W3C traceparent of the request that made the task (tracing on): its run continues that trace.
+    Column("traceparent", String(64)),
     Index("ix_tasks_next_run_at_ms", "next_run_at_ms"),
     # The started (claimed at least once) tasks: per-user running counts for the claim's cap,
     # read without visiting the waiting ones.

@@ -9,6 +9,7 @@ from types import TracebackType
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from kensa_gql import tracing
 from kensa_gql.adapters.db.engine import DEFAULT_LOCK_TIMEOUT, IMMEDIATE
 from kensa_gql.adapters.db.failures import unavailable
 from kensa_gql.adapters.db.tables import users
@@ -36,6 +37,7 @@ class UnitOfWork:
         self._write = write
         self._gate = gate
         self._conn: AsyncConnection | None = None
+        self._span: tracing.Scope | None = None
         self._tx: AsyncTransaction | None = None
         self._live_video_changes: dict[int, int] = {}
         self.is_postgres = engine.dialect.name == "postgresql"
@@ -46,9 +48,14 @@ class UnitOfWork:
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
+        self._span = tracing.Scope("db.transaction", **{"db.system": self._engine.dialect.name,
+                                                        "kensa.write": self._write}) if tracing.enabled else None
         try:
             return await self._enter()
         except Exception as exc:
+            if self._span is not None:
+                self._span.end(exc)
+                self._span = None
             translated = unavailable(exc, lock_timeout=self._lock_timeout, connecting=True)
             if translated is None:
                 raise
@@ -117,6 +124,9 @@ class UnitOfWork:
                 self._tx = None
                 if self._gate is not None:
                     self._gate.release()
+                if self._span is not None:
+                    self._span.end(exc)
+                    self._span = None
         if exc is not None and isinstance(exc, Exception):
             translated = unavailable(exc, lock_timeout=self._lock_timeout)
             if translated is not None:

@@ -101,6 +101,7 @@ class Task:
     lease_owner: str | None
     attempts: int
     created_at_ms: int
+    traceparent: str | None = None
 
     @property
     def provider(self) -> str:
@@ -137,7 +138,8 @@ def _task(row: Any) -> Task:
     r = row._mapping
     return Task(video_id=r["video_id"], route=json.loads(r["route"]), route_index=r["route_index"],
                 provider_task_id=r["provider_task_id"], next_run_at_ms=r["next_run_at_ms"],
-                lease_owner=r["lease_owner"], attempts=r["attempts"], created_at_ms=r["created_at_ms"])
+                lease_owner=r["lease_owner"], attempts=r["attempts"], created_at_ms=r["created_at_ms"],
+                traceparent=r.get("traceparent"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,10 +244,11 @@ class VideosStore:
             select(videos.c.started_at_ms).where(videos.c.id == video_id))).scalar_one_or_none()
 
     # -- tasks ----------------------------------------------------------------------------------
-    async def add_task(self, video_id: int, route: list[str], now_ms: int) -> None:
+    async def add_task(self, video_id: int, route: list[str], now_ms: int, *,
+                       traceparent: str | None = None) -> None:
         await self._uow.conn.execute(insert(tasks).values(
             video_id=video_id, route=json.dumps(route), route_index=0, next_run_at_ms=now_ms,
-            attempts=0, created_at_ms=now_ms))
+            attempts=0, created_at_ms=now_ms, traceparent=traceparent))
 
     async def claim_due(self, owner: str, *, now_ms: int, lease_ms: int, limit: int,
                         max_per_user: int | None = None) -> list[Task]:

@@ -112,9 +112,10 @@ class LocalProvider:
             _unlink(state)
 
     async def close(self) -> None:
-        for state in self._jobs.values():
-            if state.render is not None:
-                state.render.cancel()
+        renders = [state.render for state in self._jobs.values() if state.render is not None]
+        for render in renders:
+            render.cancel()
+        await asyncio.gather(*renders, return_exceptions=True)
 
 
 def _unlink(state: _Job) -> None:

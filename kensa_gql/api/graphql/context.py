@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
+from kensa_gql import logs
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
@@ -42,7 +43,9 @@ def presented_key(connection: HTTPConnection, params: Mapping[str, Any] | None =
 async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
     """The caller's principal, from the connection_init payload or else the Authorization header."""
     authenticator: Authenticator = connection.app.state.authenticator
-    return await authenticator.authenticate(presented_key(connection, params))
+    principal = await authenticator.authenticate(presented_key(connection, params))
+    logs.note(user_id=principal.user_id)
+    return principal
 
 
 def sessions(connection: HTTPConnection) -> Sessions:

@@ -13,6 +13,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from kensa_gql import logs, tracing
 from kensa_gql.api.graphql.account import AccountQueries
 from kensa_gql.api.graphql.errors import ErrorCodes, log_unexpected
 from kensa_gql.api.graphql.limits import BudgetedValidation, SafeParserCache, max_aliases_rule, max_depth_rule
@@ -48,6 +49,8 @@ class KensaSchema(strawberry.Schema):
         # execute answers once: a subscription needs a stream (a WebSocket, or a POST that accepts
         # multipart/mixed, which Strawberry sends to ``stream``). Strawberry would run its
         # resolver as a query and fail inside graphql-core; refused here, it is the client's 400.
+        if operation_name:
+            logs.note(operation=operation_name)
         allowed = {OperationType.QUERY, OperationType.MUTATION}.intersection(
             allowed_operation_types if allowed_operation_types is not None else OperationType)
         return await super().execute(query, variable_values, context_value, root_value, operation_name,
@@ -77,6 +80,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: BudgetedValidation(max_selections=selections, max_repeats=repeats),
         lambda: ErrorCodes(hide_suggestions=hide_suggestions),
         OperationMetrics,
+        *([tracing.graphql_extension()] if tracing.enabled else []),
     ]
 
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from kensa_gql import logs
 from kensa_gql.api import render
 from kensa_gql.api.payloads import JSONTooDeep, declared_too_large, loads
 from kensa_gql.api.responses import FastJSONResponse
@@ -58,7 +59,9 @@ def _deps(request: Request) -> Deps:
 
 async def _principal(request: Request) -> Principal:
     authenticator: accounts.Authenticator = request.app.state.authenticator
-    return await authenticator.authenticate(bearer_token(request.headers.get("authorization")))
+    principal = await authenticator.authenticate(bearer_token(request.headers.get("authorization")))
+    logs.note(user_id=principal.user_id)
+    return principal
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -167,6 +170,7 @@ async def video_body(state: State, authorization: str | None, uuid: str) -> byte
     """``GET /video/{uuid}``'s answer, for the route above and the front door (``api/frontdoor.py``)."""
     authenticator: accounts.Authenticator = state.authenticator
     principal = await authenticator.authenticate(bearer_token(authorization))
+    logs.note(user_id=principal.user_id)
     video = await videos.get_video(uuid, principal, deps=state.deps)
     return orjson.dumps({"success": True, "data": render.video_detail(video)})
 

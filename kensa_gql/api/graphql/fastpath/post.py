@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from strawberry import Schema
 
-from kensa_gql import metrics
+from kensa_gql import logs, metrics, tracing
 from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
 from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
 from kensa_gql.api.payloads import too_deep
@@ -84,8 +84,16 @@ async def answer(answers: PostAnswers, scope: Scope, receive: Receive, send: Sen
     if chosen[0].operation is not OperationType.QUERY:
         documents.counts[f"not compiled: a {chosen[0].operation.value}"] += 1
         return False  # mutations are never compiled: they run once, through Strawberry
+    if chosen[0].name is not None:
+        logs.note(operation=chosen[0].name.value)
     context = answers.context(Request(scope, receive))
-    payload = await _compiled(answers, entry, chosen[0], variables, context)
+    if tracing.enabled:  # the span Strawberry's OpenTelemetry extension opens on the stock path
+        operation = chosen[0].name.value if chosen[0].name else None
+        with tracing.span(f"GraphQL Query: {operation}" if operation else "GraphQL Query",
+                          component="graphql", **{"graphql.operation.name": operation}):
+            payload = await _compiled(answers, entry, chosen[0], variables, context)
+    else:
+        payload = await _compiled(answers, entry, chosen[0], variables, context)
     if payload is None:
         return False
     await send({"type": "http.response.start", "status": 200,
