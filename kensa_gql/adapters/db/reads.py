@@ -66,6 +66,7 @@ _OWNED_VIDEO, _OWNED_TOTAL, _OWNED_PAGE, _KEY_BY_PREFIX = (_SQLITE[n] for n in (
 # enough to leave the engine's pool its share of max_connections.
 PG_POOL_SIZE = 8
 PG_RETRY_SECONDS = 1.0  # after the pool could not be opened, the ordinary path only, this long
+PG_APPLICATION_NAME = "kensa-gql fast reads"  # how the pool's sessions show in pg_stat_activity
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
@@ -103,7 +104,8 @@ class _Postgres:
         try:
             async with pool.acquire() as conn:
                 return await conn.fetch(compiled.sql, *compiled.args(params))  # type: ignore[no-any-return]
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+            # A lost session (a server restart, a killed backend) included: the pool replaces it.
             return None
 
     async def close(self) -> None:
@@ -116,6 +118,7 @@ def _pg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
     url = engine.url
     args: dict[str, Any] = url.translate_connect_args(username="user")
     args["timeout"] = 5.0
+    args["server_settings"] = {"application_name": PG_APPLICATION_NAME}
     return args
 
 
