@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -27,7 +28,10 @@ from bench import fanout, ledger_check, load, seed, throughput
 from bench.servers import ROOT, Server, gateway_argv, pinning_possible, running, uvicorn_argv
 from kensa_gql.domain.ledger import MAX_CREDITS
 
-FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout")
+FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout",
+           "fanout-replicas")
+# fanout-replicas: the subscribers over two gateway processes fed by Redis, beside one process.
+REDIS_URL = os.environ.get("KENSA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 GRAPHQL_FIGURES = {"graphql-read", "graphql-list"}
 PRICE = 2  # sora-2, 10 s, 720p: what every generate request costs
 # The generate figure's requests come from this many users at random: one user's requests queue on
@@ -270,7 +274,8 @@ def main(argv: list[str]) -> int:
                   duration=args.duration or base.duration, warmup=base.warmup,
                   subscribers=args.subscribers or base.subscribers, fanout_rounds=base.fanout_rounds,
                   events=base.events)
-    selected = set(args.figures or FIGURES)
+    # --quick alone leaves out the two-process fan-out: three more gateway starts, and it needs Redis.
+    selected = set(args.figures or (f for f in FIGURES if not (args.quick and f == "fanout-replicas")))
     if not graphql_available():
         for name in sorted(selected & GRAPHQL_FIGURES):
             print(f"{name}: unavailable (this build has no GraphQL API)")
@@ -295,7 +300,8 @@ def main(argv: list[str]) -> int:
     made: list[seed.Seeded] = []
     targets = PG_TARGETS if postgres else TARGETS
     try:
-        needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
+        needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout",
+                                       "fanout-replicas"})
         seeded = (seed.seed(workdir, "reads.db", videos=sizes.videos, database=args.database)
                   if needs_reads else None)
         generator = (seed.seed(workdir, "generate.db", videos=0, users=GENERATE_USERS, credits=MAX_CREDITS,
@@ -306,7 +312,7 @@ def main(argv: list[str]) -> int:
         made += [s for s in (seeded, generator) if s is not None]
         env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING",
                "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false"}
-        http_selected = selected - {"fanout"}
+        http_selected = selected - {"fanout", "fanout-replicas"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []
             figures = http_figures(http_selected, seeded, generator, fields, postgres=postgres,
@@ -339,6 +345,9 @@ def main(argv: list[str]) -> int:
         if "fanout" in selected:
             assert seeded is not None
             results[f"fanout@{sizes.subscribers}"] = run_fanout(seeded, sizes, env, workdir, say)
+        if "fanout-replicas" in selected:
+            assert seeded is not None
+            results[f"fanout-replicas@{sizes.subscribers}"] = run_fanout_replicas(seeded, sizes, env, workdir, say)
     except Exception:
         say(f"the bench failed; server logs are in {workdir}")
         raise
@@ -352,7 +361,9 @@ def main(argv: list[str]) -> int:
     if http_results:
         print_http(http_results, say, targets)
     for name, entry in results.items():
-        if name.startswith("fanout"):
+        if name.startswith("fanout-replicas"):
+            print_replicas(entry, say)
+        elif name.startswith("fanout"):
             print_fanout("fanout", entry, say)
     save(out, results, sizes, tool, args.database, targets)
     say(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
@@ -384,6 +395,44 @@ def run_fanout(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: 
                                                    log=say))
     return {"subscribers": sizes.subscribers, "what": "videoStatus subscribers over graphql-transport-ws, one change",
             "gateway": fanout.summarise(rounds["gateway"]), "baseline": fanout.summarise(rounds["baseline"])}
+
+
+def run_fanout_replicas(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: Path,
+                        say: Any) -> dict[str, Any]:
+    """Each round: one gateway (the in-process channel), then two gateways sharing Redis, the
+    subscribers split between them and the change made through the first."""
+    counter = fanout.Counter()
+    rounds: dict[str, list[dict[str, Any]]] = {"single": [], "replicas": []}
+    for rnd in range(sizes.fanout_rounds):
+        for kind in ("single", "replicas"):
+            count = 1 if kind == "single" else 2
+            extra = {} if kind == "single" else {"KENSA_BROADCAST_URL": REDIS_URL}
+            servers = [Server(f"gateway-{kind}-{i}", gateway_argv(), log_dir=workdir,
+                              env={**env, "KENSA_DATABASE_URL": seeded.url, **extra}) for i in range(count)]
+            say(f"  fan-out over replicas round {rnd + 1}/{sizes.fanout_rounds}: {count} gateway(s), "
+                f"{sizes.subscribers:,} subscribers{' via Redis' if extra else ''}")
+            with running(*servers):
+                rounds[kind].append(fanout.measure_many(servers, hook="/_bench/status", n=sizes.subscribers,
+                                                        key=seeded.key, uuid=seeded.watched, events=sizes.events,
+                                                        counter=counter, log=say))
+    return {"subscribers": sizes.subscribers, "redis": REDIS_URL.split("@")[-1],
+            "what": "videoStatus subscribers over two gateway processes fed by Redis, one change",
+            "replicas": fanout.summarise(rounds["replicas"]), "single": fanout.summarise(rounds["single"])}
+
+
+def print_replicas(e: dict[str, Any], say: Any) -> None:
+    r, one = e["replicas"], e["single"]
+    kb = r["rss_per_subscriber_kb"]["median"] / max(one["rss_per_subscriber_kb"]["median"], 1e-9)
+    ok = r["p99_ms"]["median"] < FANOUT_P99_MS
+    say(f"{'fanout-replicas':<17} N={e['subscribers']:,} over 2 processes + Redis: p50 {r['p50_ms']['median']:.0f} ms, "
+        f"p99 min / median / max {r['p99_ms']['min']:.0f} / {r['p99_ms']['median']:.0f} / {r['p99_ms']['max']:.0f} ms, "
+        f"{r['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{r['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} one process (in-process channel): p99 {one['p99_ms']['median']:.0f} ms, "
+        f"{one['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{one['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} ratio KB {kb:.2f}; target p99 < 1 s{' (defined at 10,000)' if e['subscribers'] != 10_000 else ''}"
+        f": {'MET' if ok else 'NOT MET'}")
 
 
 def save(out: Path, results: dict[str, Any], sizes: Sizes, tool: str, database: str = "sqlite",

@@ -94,7 +94,8 @@ def run_rounds(figures: list[HttpFigure], servers: dict[str, Server], *, rounds:
         else:
             entry["ratio"] = {"min": 1.0, "median": 1.0, "max": 1.0}
         if figure.floor:
-            floors = [r["rps"] / f["rps"] for r, f in zip(rs, runs[figure.floor], strict=True)]
+            # 0 when the floor answered nothing in a round (seconds-long --quick rounds on a busy machine)
+            floors = [r["rps"] / f["rps"] if f["rps"] else 0.0 for r, f in zip(rs, runs[figure.floor], strict=True)]
             entry["floor"] = figure.floor
             entry["floor_ratio"] = summary(floors)
             entry["per_round_floor_ratio"] = floors

@@ -41,11 +41,11 @@ PG_FIGURES = ("baseline", "floor", "rest-read", "generate", "generate-sqlite")
 
 def test_the_postgres_mode_reports_every_figure_against_the_asyncpg_floor(tmp_path: Path,
                                                                         postgres_databases: object) -> None:
-    # postgres_databases: the server is up (skips on a laptop without it, fails under CI=true)
+    # the fixture checks PostgreSQL is up (skips on a laptop without it, fails under CI=true)
     out = tmp_path / "results.json"
     run = subprocess.run([sys.executable, "-m", "bench", "baseline", "rest-read", "generate", "--quick",
                           "--database", "postgres", "--out", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=110, check=False)
+                         capture_output=True, text=True, timeout=150, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("\nresults (", 1)[1]
     for name in PG_FIGURES:
