@@ -21,6 +21,7 @@ read goes the ordinary way, through a read unit of work.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 import threading
 import time
@@ -115,8 +116,11 @@ class _Postgres:
 
 
 def _pg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
-    url = engine.url
-    args: dict[str, Any] = url.translate_connect_args(username="user")
+    """The engine's own connect arguments (host, credentials, ``?ssl=`` and the like from the URL),
+    less those only SQLAlchemy's adaption knows."""
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    accepted = inspect.signature(asyncpg.connect).parameters
+    args: dict[str, Any] = {k: v for k, v in params.items() if k in accepted}
     args["timeout"] = 5.0
     args["server_settings"] = {"application_name": PG_APPLICATION_NAME}
     return args
