@@ -47,11 +47,12 @@ test: install
 	$(BIN)/python -m pytest -q
 	KENSA_GRAPHQL_FASTPATH=false $(BIN)/python -m pytest -q $(GRAPHQL_SUITE)
 
-# wrk drives the load when it can be installed; otherwise bench falls back to its Python load generator.
+# Both databases (PostgreSQL: KENSA_BENCH_POSTGRES_URL, default the local server). wrk drives the load when it can be installed; otherwise bench falls back to its Python load generator.
 bench: install
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
 		echo "wrk could not be installed: using the Python load generator"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --database postgres $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check kensa_gql tests bench

@@ -1,7 +1,9 @@
-"""``python -m bench [figure ...] [--quick] [--subscribers N] ...``: the benchmark suite.
+"""``python -m bench [figure ...] [--database sqlite|postgres] [--quick] [--subscribers N] ...``: the benchmark suite.
 
 Prints every figure as min / median / max with its ratio to the baseline measured in the same
-run, and writes them to ``bench/results/<date>.json``. See docs/performance.md.
+run, and writes them to ``bench/results/<date>.json``. On PostgreSQL every figure is also given
+against the PostgreSQL floor (a bare asyncpg ``fetchrow`` endpoint) of the same rounds, and the
+generate figure against SQLite's generate of the same rounds. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -25,9 +28,15 @@ from bench import fanout, ledger_check, load, seed, throughput
 from bench.servers import ROOT, Server, gateway_argv, pinning_possible, running, uvicorn_argv
 from kensa_gql.domain.ledger import MAX_CREDITS
 
-FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout")
+FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout",
+           "fanout-replicas")
+# fanout-replicas: the subscribers over two gateway processes fed by Redis, beside one process.
+REDIS_URL = os.environ.get("KENSA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 GRAPHQL_FIGURES = {"graphql-read", "graphql-list"}
 PRICE = 2  # sora-2, 10 s, 720p: what every generate request costs
+# The generate figure's requests come from this many users at random: one user's requests queue on
+# their account's lock (by design); different users' must not.
+GENERATE_USERS = 16
 
 READ_QUERY = ("query Video($uuid: ID!) { video(uuid: $uuid) { uuid status progress videoUrl creditsUsed } }")
 GENERATE_MUTATION = ("mutation Generate($input: GenerateVideoInput!) "
@@ -42,6 +51,15 @@ TARGETS: dict[str, tuple[str, str, float]] = {
     "graphql-list": ("ratio", ">=", 0.18),
     "rest-read@16": ("p99_ms", "<=", 25.0),
     "graphql-read@16": ("p99_ms", "<=", 25.0),
+}
+# PostgreSQL: the reads against the floor, generate against SQLite's generate of the same rounds.
+PG_TARGETS: dict[str, tuple[str, str, float]] = {
+    "rest-read": ("floor_ratio", ">=", 0.75),
+    "graphql-read": ("floor_ratio", ">=", 0.60),
+    "graphql-list": ("floor_ratio", ">=", 0.35),
+    "rest-read@16": ("p99_ms", "<=", 25.0),
+    "graphql-read@16": ("p99_ms", "<=", 25.0),
+    "generate": ("floor_ratio", ">=", 2.0),
 }
 FANOUT_P99_MS = 1000.0
 FANOUT_KB = 31.0
@@ -68,12 +86,18 @@ def graphql_available() -> bool:
 
 def video_fields() -> list[str]:
     """Every field of the schema's Video type, so the list figure asks for all of them."""
-    from graphql import build_schema
+    from graphql import GraphQLObjectType, build_schema, get_named_type
 
     from kensa_gql.api.graphql.schema import export_schema
 
     video = build_schema(export_schema()).type_map["Video"]
-    return list(video.fields)  # type: ignore[attr-defined]
+    assert isinstance(video, GraphQLObjectType)
+    fields = []
+    for name, field in video.fields.items():
+        kind = get_named_type(field.type)
+        # An object field (failure) is asked for with all of its own fields, which are scalars.
+        fields.append(f"{name} {{ {' '.join(kind.fields)} }}" if isinstance(kind, GraphQLObjectType) else name)
+    return fields
 
 
 def _json(body: bytes) -> Any:
@@ -93,9 +117,18 @@ def _check_gql(field: str) -> throughput.Check:
 
 
 def http_figures(selected: set[str], seeded: seed.Seeded | None, generator: seed.Seeded | None,
-                 list_fields: list[str]) -> list[throughput.HttpFigure]:
+                 list_fields: list[str], *, postgres: bool = False,
+                 sqlite_generator: seed.Seeded | None = None) -> list[throughput.HttpFigure]:
     F, T = throughput.HttpFigure, load.Target
     figures = [F("baseline", "baseline", T("GET", "/"), 64, "", what="bare Starlette JSON hello-world")]
+    if postgres and seeded is not None:
+        floor = T("GET", "/video/", paths=[f"/video/{u}" for u in seeded.readable])
+        figures.append(F("floor", "floor", floor, 64, "baseline", _check_floor,
+                         "bare Starlette endpoint, one asyncpg pool fetchrow by uuid (the PostgreSQL floor)"))
+        if "latency" in selected:
+            figures.append(F("floor@16", "floor", floor, 16, "baseline@16", _check_floor,
+                             "the floor at 16 connections"))
+    n_figures = len(figures)
     if seeded is not None:
         auth = {"Authorization": f"Bearer {seeded.key}"}
         gql_headers = {**auth, "Content-Type": "application/json"}
@@ -124,37 +157,59 @@ def http_figures(selected: set[str], seeded: seed.Seeded | None, generator: seed
                                  "GraphQL read at 16 connections"))
     if generator is not None:
         auth = {"Authorization": f"Bearer {generator.key}", "Content-Type": "application/json"}
+        keys = generator.keys
         if graphql_available():
             body = json.dumps({"query": GENERATE_MUTATION, "variables": {"input": GENERATE_INPUT}},
                               separators=(",", ":"))
-            target = T("POST", "/graphql", auth, body=body)
+            target = T("POST", "/graphql", auth, body=body, keys=keys)
             figures.append(F("generate", "generator", target, 64, "baseline", _check_gql("generateVideo"),
                              "accepted generateVideo mutations (runner off), ledger checked afterwards"))
         else:
             body = json.dumps({**GENERATE_INPUT, "quality": "720p"})
-            figures.append(F("generate", "generator", T("POST", "/api/v1/video/generate", auth, body=body), 64,
+            target = T("POST", "/api/v1/video/generate", auth, body=body, keys=keys)
+            figures.append(F("generate", "generator", target, 64,
                              "baseline", _check_rest, "accepted POST /api/v1/video/generate (runner off)"))
+        if sqlite_generator is not None:
+            # The same requests to a SQLite gateway in the same rounds: PostgreSQL's target is 2x it.
+            sqlite_auth = {**auth, "Authorization": f"Bearer {sqlite_generator.key}"}
+            figures[-1].floor = "generate-sqlite"
+            figures.append(F("generate-sqlite", "generator-sqlite",
+                             load.Target(target.method, target.path, sqlite_auth, body=target.body,
+                                         keys=sqlite_generator.keys), 64, "baseline",
+                             figures[-1].check, "the generate figure on SQLite, same rounds"))
+    if postgres:
+        for figure in figures[n_figures:]:
+            if figure.server == "gateway":
+                figure.floor = "floor@16" if figure.connections == 16 else "floor"
     return figures
 
 
-def met(name: str, entry: dict[str, Any]) -> str:
-    target = TARGETS.get(name)
-    if target is None:
+def _check_floor(_status: int, body: bytes) -> None:
+    assert _json(body)["uuid"], body
+
+
+def met(name: str, entry: dict[str, Any], targets: dict[str, tuple[str, str, float]] = TARGETS) -> str:
+    target = targets.get(name)
+    if target is None or target[0] not in entry:
         return ""
     key, op, bound = target
     value = entry[key]["median"]
     ok = value >= bound if op == ">=" else value <= bound
-    return f"target {key.replace('_ms', '')} {op} {bound:g}: {'MET' if ok else 'NOT MET'}"
+    what = {"p99_ms": "p99", "floor_ratio": f"vs {entry.get('floor')}"}.get(key, key)
+    return f"target {what} {op} {bound:g}: {'MET' if ok else 'NOT MET'}"
 
 
-def print_http(results: dict[str, Any], say: Any) -> None:
-    say(f"{'figure':<17} {'req/s min / median / max':>27}   {'ratio (min-max)':<20} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'CPU us/req':>10}")
+def print_http(results: dict[str, Any], say: Any, targets: dict[str, tuple[str, str, float]] = TARGETS) -> None:
+    floors = any("floor_ratio" in e for e in results.values())
+    say(f"{'figure':<17} {'req/s min / median / max':>27}   {'ratio (min-max)':<20} "
+        + (f"{'vs floor (min-max)':<19} " if floors else "") + f"{'p50 ms':>7} {'p99 ms':>8} {'CPU us/req':>10}")
     for name, e in results.items():
         r, q = e["rps"], e["ratio"]
+        f = e.get("floor_ratio")
+        vs = "" if not floors else (f"{f['median']:>6.3f} ({f['min']:.2f}-{f['max']:.2f})  " if f else " " * 20)
         say(f"{name:<17} {r['min']:>8,.0f} / {r['median']:>7,.0f} / {r['max']:>7,.0f}   "
-            f"ratio {q['median']:.3f} ({q['min']:.2f}-{q['max']:.2f}) {e['p50_ms']['median']:>7.2f} "
-            f"{e['p99_ms']['median']:>8.2f} {e['cpu_us_per_request']['median']:>10.0f}  {met(name, e)}")
+            f"ratio {q['median']:.3f} ({q['min']:.2f}-{q['max']:.2f}) {vs}{e['p50_ms']['median']:>7.2f} "
+            f"{e['p99_ms']['median']:>8.2f} {e['cpu_us_per_request']['median']:>10.0f}  {met(name, e, targets)}")
         if e["non2xx"] or e["socket_errors"]:
             say(f"{'':<17} !! {e['non2xx']} non-2xx responses, {e['socket_errors']} socket errors")
         if "ledger" in e:
@@ -214,6 +269,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="load generator (auto: wrk when installed)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/<date>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs)")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the gateway's database (postgres: KENSA_BENCH_POSTGRES_URL's server, fresh databases)")
     parser.add_argument("--graphql-fastpath", choices=("on", "off"), default="on",
                         help="the gateway's KENSA_GRAPHQL_FASTPATH (off: stock Strawberry serves /graphql)")
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
@@ -230,14 +287,17 @@ def main(argv: list[str]) -> int:
                   duration=args.duration or base.duration, warmup=base.warmup,
                   subscribers=args.subscribers or base.subscribers, fanout_rounds=base.fanout_rounds,
                   events=base.events)
-    selected = set(args.figures or FIGURES)
+    # --quick alone leaves out the two-process fan-out: three more gateway starts, and it needs Redis.
+    selected = set(args.figures or (f for f in FIGURES if not (args.quick and f == "fanout-replicas")))
     if not graphql_available():
         for name in sorted(selected & GRAPHQL_FIGURES):
             print(f"{name}: unavailable (this build has no GraphQL API)")
         selected -= GRAPHQL_FIGURES
     tool = "wrk" if args.load == "wrk" or (args.load == "auto" and load.wrk_available()) else "python"
     today = datetime.now(UTC).date().isoformat()
-    name = (today + ("-quick" if args.quick else "") + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
+    postgres = args.database == "postgres"
+    name = (today + ("-postgres" if postgres else "") + ("-quick" if args.quick else "")
+            + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
             + ("-limits-off" if args.rate_limits == "off" else "") + ("-metrics-off" if args.metrics == "off" else ""))
     out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     workdir = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
@@ -249,13 +309,21 @@ def main(argv: list[str]) -> int:
     say(f"kensa-gql bench: {', '.join(f for f in FIGURES if f in selected)}; load generator {tool}; "
         f"server on core 0, load on core 1{'' if pinning_possible() else ' (pinning unavailable)'}; "
         f"{sizes.rounds} round(s) x {sizes.duration:g} s; GraphQL fast path {args.graphql_fastpath}; "
-        f"rate limits {args.rate_limits}; metrics {args.metrics}")
+        f"rate limits {args.rate_limits}; metrics {args.metrics}; database {args.database}")
     results: dict[str, Any] = {}
+    made: list[seed.Seeded] = []
+    targets = PG_TARGETS if postgres else TARGETS
     try:
-        needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout"})
-        seeded = seed.seed(workdir, "reads.db", videos=sizes.videos) if needs_reads else None
-        generator = (seed.seed(workdir, "generate.db", videos=0, users=1, credits=MAX_CREDITS)
-                     if "generate" in selected else None)
+        needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout",
+                                       "fanout-replicas"})
+        seeded = (seed.seed(workdir, "reads.db", videos=sizes.videos, database=args.database)
+                  if needs_reads else None)
+        generator = (seed.seed(workdir, "generate.db", videos=0, users=GENERATE_USERS, credits=MAX_CREDITS,
+                               database=args.database) if "generate" in selected else None)
+        sqlite_generator = (seed.seed(workdir, "generate-sqlite.db", videos=0, users=GENERATE_USERS,
+                                      credits=MAX_CREDITS)
+                            if postgres and generator is not None else None)
+        made += [s for s in (seeded, generator) if s is not None]
         env = {"KENSA_MEDIA_DIR": str(workdir / "media"), "KENSA_LOG_LEVEL": "WARNING",
                "KENSA_GRAPHQL_FASTPATH": "true" if args.graphql_fastpath == "on" else "false",
                # Limits on (the default) are set explicitly, far above any load here: the bench's
@@ -265,17 +333,25 @@ def main(argv: list[str]) -> int:
                "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE": str(UNLIMITED),
                "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(UNLIMITED),
                "KENSA_METRICS": "true" if args.metrics == "on" else "false"}
-        http_selected = selected - {"fanout"}
+        http_selected = selected - {"fanout", "fanout-replicas"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []
-            figures = http_figures(http_selected, seeded, generator, fields)
+            figures = http_figures(http_selected, seeded, generator, fields, postgres=postgres,
+                                   sqlite_generator=sqlite_generator)
             servers = {"baseline": Server("baseline", uvicorn_argv("bench.apps.baseline:app"), log_dir=workdir)}
+            if postgres and seeded is not None:
+                dsn = seed.postgres_url(seed.postgres_name("reads.db"), "postgresql")
+                servers["floor"] = Server("floor", uvicorn_argv("bench.apps.pgfloor:app"),
+                                          env={"KENSA_BENCH_FLOOR_DSN": dsn}, log_dir=workdir)
             if seeded is not None:
                 servers["gateway"] = Server("gateway", gateway_argv(),
                                             env={**env, "KENSA_DATABASE_URL": seeded.url}, log_dir=workdir)
             if generator is not None:
                 servers["generator"] = Server("generator", gateway_argv(),
                                               env={**env, "KENSA_DATABASE_URL": generator.url}, log_dir=workdir)
+            if sqlite_generator is not None:
+                servers["generator-sqlite"] = Server("generator-sqlite", gateway_argv(), log_dir=workdir, env={
+                    **env, "KENSA_DATABASE_URL": sqlite_generator.url})
             with running(*servers.values()):
                 results.update(throughput.run_rounds(figures, servers, rounds=sizes.rounds, duration=sizes.duration,
                                                      warmup=sizes.warmup, tool=tool, workdir=workdir, log=say))
@@ -283,29 +359,42 @@ def main(argv: list[str]) -> int:
                 gen = results["generate"]
                 gen["ledger"] = ledger_check.check(generator.url, accepted_at_least=gen["accepted"],
                                                    in_flight_at_most=64 * (sizes.rounds + 1), price=PRICE)
+            if sqlite_generator is not None:
+                gen = results["generate-sqlite"]
+                gen["ledger"] = ledger_check.check(sqlite_generator.url, accepted_at_least=gen["accepted"],
+                                                   in_flight_at_most=64 * (sizes.rounds + 1), price=PRICE)
         if "fanout" in selected:
             assert seeded is not None
             results[f"fanout@{sizes.subscribers}"] = run_fanout(seeded, sizes, env, workdir, say)
+        if "fanout-replicas" in selected:
+            assert seeded is not None
+            results[f"fanout-replicas@{sizes.subscribers}"] = run_fanout_replicas(seeded, sizes, env, workdir, say)
     except Exception:
         say(f"the bench failed; server logs are in {workdir}")
         raise
+    finally:
+        if not args.keep:
+            for made_db in made:
+                seed.drop_postgres(made_db.url)
     say("")
     say(f"results ({datetime.now(UTC).isoformat(timespec='seconds')}, {time.monotonic() - started:.0f} s)")
     http_results = {k: v for k, v in results.items() if not k.startswith("fanout")}
     if http_results:
-        print_http(http_results, say)
+        print_http(http_results, say, targets)
     for name, entry in results.items():
-        if name.startswith("fanout"):
+        if name.startswith("fanout-replicas"):
+            print_replicas(entry, say)
+        elif name.startswith("fanout"):
             print_fanout("fanout", entry, say)
-    save(out, results, sizes, tool)
+    save(out, results, sizes, tool, args.database, targets)
     say(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     if args.keep:
         say(f"scratch kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    ledger = results.get("generate", {}).get("ledger")
+    ledgers = [e["ledger"] for e in http_results.values() if "ledger" in e]
     bad_http = any(e.get("non2xx") or e.get("socket_errors") for e in http_results.values())
-    return 1 if (ledger is not None and not ledger["exact"]) or bad_http else 0
+    return 1 if any(not ledger["exact"] for ledger in ledgers) or bad_http else 0
 
 
 def run_fanout(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: Path, say: Any) -> dict[str, Any]:
@@ -329,7 +418,46 @@ def run_fanout(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: 
             "gateway": fanout.summarise(rounds["gateway"]), "baseline": fanout.summarise(rounds["baseline"])}
 
 
-def save(out: Path, results: dict[str, Any], sizes: Sizes, tool: str) -> None:
+def run_fanout_replicas(seeded: seed.Seeded, sizes: Sizes, env: dict[str, str], workdir: Path,
+                        say: Any) -> dict[str, Any]:
+    """Each round: one gateway (the in-process channel), then two gateways sharing Redis, the
+    subscribers split between them and the change made through the first."""
+    counter = fanout.Counter()
+    rounds: dict[str, list[dict[str, Any]]] = {"single": [], "replicas": []}
+    for rnd in range(sizes.fanout_rounds):
+        for kind in ("single", "replicas"):
+            count = 1 if kind == "single" else 2
+            extra = {} if kind == "single" else {"KENSA_BROADCAST_URL": REDIS_URL}
+            servers = [Server(f"gateway-{kind}-{i}", gateway_argv(), log_dir=workdir,
+                              env={**env, "KENSA_DATABASE_URL": seeded.url, **extra}) for i in range(count)]
+            say(f"  fan-out over replicas round {rnd + 1}/{sizes.fanout_rounds}: {count} gateway(s), "
+                f"{sizes.subscribers:,} subscribers{' via Redis' if extra else ''}")
+            with running(*servers):
+                rounds[kind].append(fanout.measure_many(servers, hook="/_bench/status", n=sizes.subscribers,
+                                                        key=seeded.key, uuid=seeded.watched, events=sizes.events,
+                                                        counter=counter, log=say))
+    return {"subscribers": sizes.subscribers, "redis": REDIS_URL.split("@")[-1],
+            "what": "videoStatus subscribers over two gateway processes fed by Redis, one change",
+            "replicas": fanout.summarise(rounds["replicas"]), "single": fanout.summarise(rounds["single"])}
+
+
+def print_replicas(e: dict[str, Any], say: Any) -> None:
+    r, one = e["replicas"], e["single"]
+    kb = r["rss_per_subscriber_kb"]["median"] / max(one["rss_per_subscriber_kb"]["median"], 1e-9)
+    ok = r["p99_ms"]["median"] < FANOUT_P99_MS
+    say(f"{'fanout-replicas':<17} N={e['subscribers']:,} over 2 processes + Redis: p50 {r['p50_ms']['median']:.0f} ms, "
+        f"p99 min / median / max {r['p99_ms']['min']:.0f} / {r['p99_ms']['median']:.0f} / {r['p99_ms']['max']:.0f} ms, "
+        f"{r['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{r['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} one process (in-process channel): p99 {one['p99_ms']['median']:.0f} ms, "
+        f"{one['rss_per_subscriber_kb']['median']:.1f} KB/subscriber, "
+        f"{one['server_cpu_us_per_delivery']['median']:.0f} us CPU/delivery")
+    say(f"{'':<17} ratio KB {kb:.2f}; target p99 < 1 s{' (defined at 10,000)' if e['subscribers'] != 10_000 else ''}"
+        f": {'MET' if ok else 'NOT MET'}")
+
+
+def save(out: Path, results: dict[str, Any], sizes: Sizes, tool: str, database: str = "sqlite",
+         targets: dict[str, tuple[str, str, float]] = TARGETS) -> None:
     """Merge into the day's file: a later run of one figure replaces only that figure."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     data: dict[str, Any] = {"figures": {}, "runs": []}
@@ -339,9 +467,9 @@ def save(out: Path, results: dict[str, Any], sizes: Sizes, tool: str) -> None:
     for entry in results.values():
         entry["measured_at"] = now
     data["figures"].update(results)
-    data["runs"].append({"at": now, "figures": sorted(results), "sizes": sizes.__dict__,
+    data["runs"].append({"at": now, "figures": sorted(results), "sizes": sizes.__dict__, "database": database,
                          "environment": environment(tool)})
-    data["targets"] = {k: {"compare": v[0], "op": v[1], "bound": v[2]} for k, v in TARGETS.items()}
+    data["targets"] = {k: {"compare": v[0], "op": v[1], "bound": v[2]} for k, v in targets.items()}
     data["targets"]["fanout"] = {"p99_ms_below": FANOUT_P99_MS, "kb_per_subscriber_at_most": FANOUT_KB,
                                  "subscribers": 10_000}
     out.parent.mkdir(parents=True, exist_ok=True)

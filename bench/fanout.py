@@ -115,50 +115,72 @@ def _change(server: Server, hook: str, uuid: str, progress: int) -> float:
 def measure(server: Server, *, hook: str, n: int, key: str, uuid: str, events: int, counter: Counter,
             log: Callable[[str], None]) -> dict[str, Any]:
     """One round on one (fresh) server."""
-    ws_url = server.url.replace("http://", "ws://") + "/graphql"
-    # One subscriber and one change first, so one-off costs (imports, caches) are not counted per subscriber.
-    warm = Clients(ws_url, count=1, key=key, uuid=uuid)
+    return measure_many([server], hook=hook, n=n, key=key, uuid=uuid, events=events, counter=counter, log=log)
+
+
+def measure_many(servers: list[Server], *, hook: str, n: int, key: str, uuid: str, events: int, counter: Counter,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """One round on (fresh) servers sharing one channel: the subscribers spread evenly over them,
+    each change made through the first server's hook; memory and CPU are the servers' together."""
+    urls = [server.url.replace("http://", "ws://") + "/graphql" for server in servers]
+    shares = [n // len(servers) + (1 if i < n % len(servers) else 0) for i in range(len(servers))]
+    # One subscriber per server and one change first, so one-off costs (imports, caches, the
+    # channel's connection) are not counted per subscriber.
+    warm = [Clients(url, count=1, key=key, uuid=uuid) for url in urls]
     try:
-        warm.ready()
+        for w in warm:
+            w.ready()
         p = counter.next()
-        _change(server, hook, uuid, p)
-        warm.collect(p)
+        _change(servers[0], hook, uuid, p)
+        for w in warm:
+            w.collect(p)
     finally:
-        warm.close()
+        for w in warm:
+            w.close()
     time.sleep(0.5)
-    rss_before = server.rss_kb()
+    rss_before = sum(server.rss_kb() for server in servers)
     started = time.monotonic()
-    clients = Clients(ws_url, count=n, key=key, uuid=uuid)
+    clients = [Clients(url, count=share, key=key, uuid=uuid) for url, share in zip(urls, shares, strict=True)]
+    name = servers[0].name if len(servers) == 1 else f"{len(servers)} x {servers[0].name}"
     try:
-        ready = clients.ready()
+        ready = sum(c.ready() for c in clients)
         if ready != n:
             raise RuntimeError(f"{ready} of {n} subscribers ready")
-        _wait_subscribed(server, n)
+        for server, share in zip(servers, shares, strict=True):
+            _wait_subscribed(server, share)
         connect_s = time.monotonic() - started
         time.sleep(1.0)
-        rss_after = server.rss_kb()
+        rss_after = sum(server.rss_kb() for server in servers)
         p = counter.next()                       # a warm-up change, not reported
-        _change(server, hook, uuid, p)
-        clients.collect(p)
+        _change(servers[0], hook, uuid, p)
+        for c in clients:
+            c.collect(p)
         results = []
         for _ in range(events):
             time.sleep(0.3)
             p = counter.next()
-            cpu_before = server.cpu_seconds()
-            published = _change(server, hook, uuid, p)
-            times, missing, errors = clients.collect(p)
-            cpu_used = server.cpu_seconds() - cpu_before
+            cpu_before = sum(server.cpu_seconds() for server in servers)
+            published = _change(servers[0], hook, uuid, p)
+            times: list[float] = []
+            missing, errors = 0, []
+            for c in clients:
+                t, m, e = c.collect(p)
+                times += t
+                missing += m
+                errors += e
+            cpu_used = sum(server.cpu_seconds() for server in servers) - cpu_before
             lat = [(t - published) * 1000 for t in times]
             if missing or errors:
-                raise RuntimeError(f"{server.name}: {missing} subscribers missed the change; errors: {errors}")
+                raise RuntimeError(f"{name}: {missing} subscribers missed the change; errors: {errors}")
             results.append({"p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "all_ms": max(lat),
                             "server_cpu_us_per_delivery": cpu_used * 1e6 / n})
-            log(f"  {server.name:<9} N={n}: p50 {results[-1]['p50_ms']:7.1f} ms  p99 {results[-1]['p99_ms']:7.1f} ms"
+            log(f"  {name:<9} N={n}: p50 {results[-1]['p50_ms']:7.1f} ms  p99 {results[-1]['p99_ms']:7.1f} ms"
                 f"  all {results[-1]['all_ms']:7.1f} ms")
     finally:
-        clients.close()
+        for c in clients:
+            c.close()
     return {"connect_s": connect_s, "rss_before_kb": rss_before, "rss_after_kb": rss_after,
-            "rss_per_subscriber_kb": (rss_after - rss_before) / n, "events": results}
+            "rss_per_subscriber_kb": (rss_after - rss_before) / n, "events": results, "servers": len(servers)}
 
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from bench.servers import LOAD_CORE, ROOT, pin_to
 
 @dataclass
 class Target:
-    """What one figure sends: a fixed request, or one of ``paths`` / ``bodies`` at random each time."""
+    """What one figure sends: a fixed request, or one of ``paths`` / ``bodies`` at random each time,
+    and with ``keys`` one of those API keys at random as its bearer token (requests of many users)."""
 
     method: str
     path: str
@@ -24,6 +25,7 @@ class Target:
     body: str | None = None
     paths: list[str] | None = None
     bodies: list[str] | None = None
+    keys: list[str] | None = None
 
 
 def wrk_available() -> bool:
@@ -51,6 +53,12 @@ def write_lua(target: Target, path: Path) -> Path:
         lines.append("  return wrk.format(nil, item)" if target.paths else
                      "  return wrk.format(nil, nil, nil, item)")
         lines.append("end")
+    elif target.keys:
+        lines += ["local keys = {" + ", ".join(_lua_string(k) for k in target.keys) + "}",
+                  "math.randomseed(12345)", "request = function()", "  local headers = {}",
+                  "  for k, v in pairs(wrk.headers) do headers[k] = v end",
+                  '  headers["Authorization"] = "Bearer " .. keys[math.random(#keys)]',
+                  "  return wrk.format(nil, nil, headers, nil)", "end"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -93,6 +101,7 @@ def run(base_url: str, target: Target, *, connections: int, duration: float, too
     host, port = base_url.removeprefix("http://").split(":")
     spec = {"host": host, "port": int(port), "method": target.method, "path": target.path,
             "headers": target.headers, "body": target.body, "paths": target.paths, "bodies": target.bodies,
+            "keys": target.keys,
             "connections": connections, "duration": duration}
     spec_file = workdir / f"{name}.json"
     spec_file.write_text(json.dumps(spec))

@@ -18,10 +18,13 @@ def build_requests(spec: dict[str, Any]) -> list[bytes]:
     head = [f"{k}: {v}" for k, v in spec.get("headers", {}).items()]
     paths = spec.get("paths") or [spec["path"]]
     bodies = spec.get("bodies") or ([spec["body"]] if spec.get("body") is not None else [None])
+    keys = spec.get("keys") or [None]
     out = []
-    for i in range(max(len(paths), len(bodies))):
-        path, body = paths[i % len(paths)], bodies[i % len(bodies)]
-        lines = [f"{spec['method']} {path} HTTP/1.1", f"Host: {spec['host']}:{spec['port']}", *head]
+    for i in range(max(len(paths), len(bodies), len(keys))):
+        path, body, key = paths[i % len(paths)], bodies[i % len(bodies)], keys[i % len(keys)]
+        auth = [] if key is None else [f"Authorization: Bearer {key}"]
+        lines = [f"{spec['method']} {path} HTTP/1.1", f"Host: {spec['host']}:{spec['port']}",
+                 *(h for h in head if key is None or not h.lower().startswith("authorization:")), *auth]
         data = b""
         if body is not None:
             data = body.encode()

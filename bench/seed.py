@@ -1,16 +1,25 @@
 """Seeding benchmark databases quickly: the schema through the migrations, users and keys through
 the account service (so keys, ledger accounts and grants are real), and the bulk of the videos
-straight into SQLite in one transaction (10,000 rows take well under a second).
+straight into the database in one transaction (10,000 rows take well under a second).
+
+On PostgreSQL (``--database postgres``) each database is created fresh on the server of
+``KENSA_BENCH_POSTGRES_URL`` (default the local one), named ``kensa_bench_<pid>_<name>``, and
+dropped when the bench ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import re
 import sqlite3
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
@@ -31,6 +40,7 @@ class Seeded:
     url: str
     key: str                                  # the bench user's API key
     user_id: int
+    keys: list[str] = field(default_factory=list)       # every user's API key, the bench user's first
     readable: list[str] = field(default_factory=list)   # the bench user's live videos
     foreign: list[str] = field(default_factory=list)    # other users' videos (never readable)
     deleted: list[str] = field(default_factory=list)    # the bench user's soft-deleted videos
@@ -38,8 +48,60 @@ class Seeded:
     total_videos: int = 0
 
 
-def database_url(directory: Path, name: str) -> str:
-    return f"sqlite+aiosqlite:///{directory / name}"
+POSTGRES_URL = os.environ.get("KENSA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+COLUMNS = ("uuid", "user_id", "prompt", "model", "status", "progress", "provider", "video_url", "thumbnail_url",
+           "start_image_url", "duration", "resolution", "aspect_ratio", "file_size", "credits_used",
+           "generation_time", "error_message", "created_at_ms", "started_at_ms", "completed_at_ms", "deleted_at_ms")
+# These rows bypass the stores, which keep each user's count of live videos: set it here.
+LIVE_COUNTS = ("UPDATE users SET live_videos = (SELECT count(*) FROM videos "
+               "WHERE videos.user_id = users.id AND videos.deleted_at_ms IS NULL)")
+
+
+def database_url(directory: Path, name: str, database: str = "sqlite") -> str:
+    if database == "sqlite":
+        return f"sqlite+aiosqlite:///{directory / name}"
+    return postgres_url(postgres_name(name))
+
+
+def postgres_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", f"kensa_bench_{os.getpid()}_{name.split('.')[0]}".lower())
+
+
+def postgres_url(database: str, driver: str = "postgresql+asyncpg") -> str:
+    parts = urlsplit(POSTGRES_URL)
+    return urlunsplit((driver, parts.netloc, f"/{database}", parts.query, ""))
+
+
+async def _admin(statement: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def create_postgres(name: str) -> None:
+    db = postgres_name(name)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    asyncio.run(_admin(f'CREATE DATABASE "{db}"'))
+
+
+def drop_postgres(url: str) -> None:
+    """Drop a database seed() made on the PostgreSQL server (no-op for SQLite)."""
+    if url.startswith("postgresql"):
+        db = urlsplit(url).path.lstrip("/")
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+async def _insert_postgres(url: str, rows: list[tuple[object, ...]]) -> None:
+    conn = await asyncpg.connect(postgres_url(urlsplit(url).path.lstrip("/"), "postgresql"))
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("videos", records=rows, columns=COLUMNS)
+            await conn.execute(LIVE_COUNTS)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
 
 
 async def _users(url: str, count: int, credits: int) -> list[tuple[int, str]]:
@@ -55,16 +117,18 @@ async def _users(url: str, count: int, credits: int) -> list[tuple[int, str]]:
 
 
 def seed(directory: Path, name: str, *, videos: int, users: int = 5, bench_share: float = 0.2,
-         credits: int = 0, seed_value: int = 6) -> Seeded:
+         credits: int = 0, seed_value: int = 6, database: str = "sqlite") -> Seeded:
     """A database of ``videos`` videos over ``users`` users; the first user is the bench user and
     owns ``bench_share`` of them, 5 % of each user's soft-deleted."""
     directory.mkdir(parents=True, exist_ok=True)
-    url = database_url(directory, name)
+    url = database_url(directory, name, database)
+    if database == "postgres":
+        create_postgres(name)
     upgrade(url)
     made = asyncio.run(_users(url, users, credits))
     rnd = random.Random(seed_value)
     bench_id, key = made[0]
-    out = Seeded(url=url, key=key, user_id=bench_id, total_videos=videos)
+    out = Seeded(url=url, key=key, user_id=bench_id, total_videos=videos, keys=[k for _u, k in made])
     now = now_ms()
     rows = []
     for i in range(videos):
@@ -94,18 +158,15 @@ def seed(directory: Path, name: str, *, videos: int, users: int = 5, bench_share
         out.watched = watched
         rows.append((watched, bench_id, PROMPTS[0], "sora-2", "PENDING", 0, None, None, None, None, 10, "720p",
                      "16:9", None, 2, None, None, now, None, None, None))
-    path = url.split("///", 1)[1]
-    conn = sqlite3.connect(path)
+    if database == "postgres":
+        asyncio.run(_insert_postgres(url, rows))
+        return out
+    conn = sqlite3.connect(url.split("///", 1)[1])
     try:
         with conn:
-            conn.executemany(
-                "INSERT INTO videos (uuid, user_id, prompt, model, status, progress, provider, video_url, "
-                "thumbnail_url, start_image_url, duration, resolution, aspect_ratio, file_size, credits_used, "
-                "generation_time, error_message, created_at_ms, started_at_ms, completed_at_ms, deleted_at_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            # These rows bypass the stores, which keep each user's count of live videos: set it here.
-            conn.execute("UPDATE users SET live_videos = (SELECT count(*) FROM videos "
-                         "WHERE videos.user_id = users.id AND videos.deleted_at_ms IS NULL)")
+            conn.executemany(f"INSERT INTO videos ({', '.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+                             rows)
+            conn.execute(LIVE_COUNTS)
     finally:
         conn.close()
     return out

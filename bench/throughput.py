@@ -28,6 +28,7 @@ class HttpFigure:
     baseline: str        # the figure its ratio is taken against ("" for a baseline itself)
     check: Check | None = None
     what: str = ""
+    floor: str = ""      # a second figure it is compared with (PostgreSQL: the bare asyncpg endpoint)
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -92,5 +93,11 @@ def run_rounds(figures: list[HttpFigure], servers: dict[str, Server], *, rounds:
             entry["cpu_ratio"] = summary([b["cpu_us"] / r["cpu_us"] for r, b in zip(rs, base, strict=True)])
         else:
             entry["ratio"] = {"min": 1.0, "median": 1.0, "max": 1.0}
+        if figure.floor:
+            # 0 when the floor answered nothing in a round (seconds-long --quick rounds on a busy machine)
+            floors = [r["rps"] / f["rps"] if f["rps"] else 0.0 for r, f in zip(rs, runs[figure.floor], strict=True)]
+            entry["floor"] = figure.floor
+            entry["floor_ratio"] = summary(floors)
+            entry["per_round_floor_ratio"] = floors
         out[figure.name] = entry
     return out

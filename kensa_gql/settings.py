@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # How long a request waits for a database lock held elsewhere (SQLite's busy timeout,
     # PostgreSQL's lock_timeout) before it answers 503 UNAVAILABLE with Retry-After.
     db_lock_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # The hottest reads (a video by uuid, a page, an API key) straight on the driver, one statement
+    # each (adapters/db/reads.py); false: through units of work. On PostgreSQL they use asyncpg's
+    # prepared statements on a pool of their own: turn this off behind a transaction-mode pooler.
+    db_fast_reads: bool = True
     broadcast_url: str = "memory://"
     media_dir: Path = Path("./media")
     public_url: str = "http://127.0.0.1:8000"

@@ -15,18 +15,27 @@ from kensa_gql.domain.ledger import EntryType, HoldStatus, PackageType
 
 async def _lock_and_sweep(store: LedgerStore, user_id: int, now_ms: int) -> int:
     """Lock the account, expire what is due, and return the available balance."""
+    return (await _lock_sweep_and_read(store, user_id, now_ms))[0]
+
+
+async def _lock_sweep_and_read(store: LedgerStore, user_id: int, now_ms: int) -> tuple[int, list[ledger.Package]]:
+    """Lock the account, expire what is due; the available balance and the live packages as they
+    now are in the database (under the account lock nothing else changes them)."""
     if not await store.lock_account(user_id):
         raise NotFound("user")
     packages = await store.live_packages(user_id)
     # The last entry's balance still counted these credits, so walk the balance down with them.
     running = sum(p.remaining for p in packages)
+    swept = {}
     for p in sorted(packages, key=ledger.expiry_order):
         if p.remaining > 0 and p.is_expired(now_ms):
             running -= p.remaining
-            await store.save_package(p, ledger.expire(p))
+            swept[p.id] = ledger.expire(p)
+            await store.save_package(p, swept[p.id])
             await store.add_entry(user_id=user_id, kind=EntryType.EXPIRE, credits=-p.remaining,
                                   balance_after=running, now_ms=now_ms, package_id=p.id)
-    return running
+    live = [swept.get(p.id, p) for p in packages]
+    return running, [p for p in live if p.remaining > 0 or p.frozen > 0]
 
 
 async def grant(uow: UnitOfWork, *, user_id: int, amount: int, kind: PackageType,
@@ -48,8 +57,8 @@ async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: st
                  now_ms: int) -> int:
     """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short."""
     store = LedgerStore(uow)
-    available = await _lock_and_sweep(store, user_id, now_ms)
-    packages = await store.live_packages(user_id)
+    # The packages as the sweep left them: reading them again would be one more round trip each freeze.
+    available, packages = await _lock_sweep_and_read(store, user_id, now_ms)
     allocations = ledger.allocate(packages, amount, now_ms)
     by_id = {p.id: p for p in packages}
     for a in allocations:

@@ -34,6 +34,31 @@ def test_the_quick_suite_prints_every_figure_with_a_ratio(tmp_path: Path) -> Non
     assert all(figures[name]["non2xx"] == 0 and figures[name]["socket_errors"] == 0 for name in HTTP_FIGURES)
 
 
+# The PostgreSQL mode's own parts (its floor, the floor ratios, generate against SQLite) in few
+# figures: the GraphQL and latency figures are the same code as in the SQLite run above.
+PG_FIGURES = ("baseline", "floor", "rest-read", "generate", "generate-sqlite")
+
+
+def test_the_postgres_mode_reports_every_figure_against_the_asyncpg_floor(tmp_path: Path,
+                                                                        postgres_databases: object) -> None:
+    # the fixture checks PostgreSQL is up (skips on a laptop without it, fails under CI=true)
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "baseline", "rest-read", "generate", "--quick",
+                          "--database", "postgres", "--out", str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=150, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = run.stdout.split("\nresults (", 1)[1]
+    for name in PG_FIGURES:
+        assert re.search(rf"^{re.escape(name)} .*ratio (\d+\.\d+)", table, re.M), f"{name} missing:\n{table}"
+    for name in ("rest-read", "generate"):
+        assert re.search(rf"^{re.escape(name)} .*ratio \d+\.\d+ \(.*\) +\d+\.\d+ \(", table, re.M), table
+    assert table.count("ledger EXACT") == 2, table
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["rest-read"]["floor"] == "floor"
+    assert figures["generate"]["floor"] == "generate-sqlite"
+    assert all(figures[name]["non2xx"] == 0 and figures[name]["socket_errors"] == 0 for name in PG_FIGURES)
+
+
 def test_the_python_load_generator_stands_in_for_wrk(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "bench", "baseline", "rest-read", "--quick", "--load", "python",
                           "--out", str(tmp_path / "results.json")], cwd=ROOT, capture_output=True, text=True,

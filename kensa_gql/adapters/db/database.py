@@ -19,10 +19,13 @@ from kensa_gql.domain.errors import Unavailable
 class Database:
     """Hands out units of work over one engine, and the fast path for the hottest reads."""
 
-    def __init__(self, engine: AsyncEngine, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        """``lock_timeout``: the one given to create_engine; also bounds the wait at the write gate."""
+    def __init__(self, engine: AsyncEngine, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 fast_reads: bool = True) -> None:
+        """``lock_timeout``: the one given to create_engine; also bounds the wait at the write gate.
+        ``fast_reads``: the hottest reads on the raw driver (reads.py); off, through units of work."""
         self.engine = engine
         self.lock_timeout = lock_timeout
+        self.fast_reads = fast_reads
         # SQLite has one writer at a time. Writers of this process queue here, in order, instead
         # of each holding a pooled connection while SQLite's busy handler sleeps and retries
         # (up to 100 ms a time): at 64 concurrent generate requests that made the p99 1.9 s.
@@ -30,7 +33,7 @@ class Database:
 
     @functools.cached_property
     def reads(self) -> Reads:
-        return Reads(self.engine, self.reading)
+        return Reads(self.engine, self.reading, fast=self.fast_reads)
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self.engine, write=False, lock_timeout=self.lock_timeout)
@@ -61,7 +64,7 @@ class Database:
 
     async def dispose(self) -> None:
         if "reads" in self.__dict__:
-            self.reads.close()
+            await self.reads.aclose()
         await self.engine.dispose()
 
 

@@ -17,6 +17,13 @@ IMMEDIATE = "kensa_begin_immediate"
 DEFAULT_LOCK_TIMEOUT = 5.0
 
 
+# PostgreSQL: the most connections one process holds, all kept open once made. With overflow
+# connections (the SQLite setting: 5 kept, 10 more made on demand) a generate burst closed and
+# reopened sessions all the time, each paying TLS, SQLAlchemy's dialect set-up and a fresh
+# prepare of every statement: ~1 in 5 generates, most of their CPU (docs/performance.md).
+PG_POOL_SIZE = 15
+
+
 def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=10,
@@ -25,7 +32,7 @@ def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT
         return engine
     # lock_timeout bounds waits for row and table locks; the connect timeout bounds reaching a
     # server that does not answer (one that refuses fails at once).
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+    return create_async_engine(url, pool_size=max(pool_size, PG_POOL_SIZE), max_overflow=0, pool_pre_ping=True,
                                connect_args={"timeout": max(lock_timeout, 5.0), "server_settings": {
                                    "lock_timeout": str(max(1, round(lock_timeout * 1000)))}})
 

@@ -1,24 +1,36 @@
 """The hottest reads on the raw driver connection, without SQLAlchemy's per-call machinery.
 
-A read by uuid is the gateway's most frequent query. Through async SQLAlchemy on aiosqlite it
-costs a unit of work (BEGIN, SELECT, ROLLBACK), each statement handed to aiosqlite's thread and
-back: most of a request's CPU. Here the same statements (VideosStore's own, compiled once for the
-dialect, so the owner and soft-delete rules cannot drift) run on a plain ``sqlite3`` connection,
-synchronously: in WAL mode an indexed read never waits for a writer and takes tens of
-microseconds, less than one thread hand-off. Each statement sees the latest commit.
+A read by uuid is the gateway's most frequent query. Through async SQLAlchemy it costs a unit of
+work (BEGIN, SELECT, ROLLBACK): on aiosqlite each statement is handed to a thread and back, on
+asyncpg each is a round trip, and SQLAlchemy's async adaption wraps every call. Here the same
+statements (the stores' own, compiled once for the dialect, so the owner and soft-delete rules
+cannot drift) run straight on the driver, one statement each, outside any transaction, so each
+sees the latest commit:
 
-Whenever that fast path cannot answer at once (the database is busy or locked, it is in memory,
-or it is not SQLite), the read goes the ordinary way, through a read unit of work.
+* SQLite: a plain ``sqlite3`` connection, synchronously: in WAL mode an indexed read never waits
+  for a writer and takes tens of microseconds, less than one thread hand-off.
+* PostgreSQL: a small asyncpg pool of its own; asyncpg prepares each statement once per
+  connection, so a read is one round trip (bind, execute). Connections go back to the pool
+  without asyncpg's reset query (another round trip): nothing here changes session state.
+
+Whenever the fast path cannot answer (the SQLite file is busy or locked, the database is in
+memory, PostgreSQL cannot be reached, any other dialect, or ``KENSA_DB_FAST_READS=false``), the
+read goes the ordinary way, through a read unit of work.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import asyncpg
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
@@ -34,10 +46,10 @@ assert tuple(c.name for c in videos_store.OWNED_VIDEO.selected_columns) == video
 
 
 class _Compiled:
-    """A statement as SQLite text plus the order its named parameters go in."""
+    """A statement as the driver's text plus the order its named parameters go in."""
 
-    def __init__(self, statement: Select[Any]) -> None:
-        compiled = statement.compile(dialect=sqlite.dialect())
+    def __init__(self, statement: Select[Any], dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         self.order = tuple(compiled.positiontup or ())
 
@@ -45,10 +57,73 @@ class _Compiled:
         return tuple(params[name] for name in self.order)
 
 
-_OWNED_VIDEO = _Compiled(videos_store.OWNED_VIDEO)
-_OWNED_TOTAL = _Compiled(videos_store.OWNED_TOTAL)
-_OWNED_PAGE = _Compiled(videos_store.OWNED_PAGE)
-_KEY_BY_PREFIX = _Compiled(accounts_store.KEY_BY_PREFIX)
+_STATEMENTS = {"video": videos_store.OWNED_VIDEO, "total": videos_store.OWNED_TOTAL,
+               "page": videos_store.OWNED_PAGE, "key": accounts_store.KEY_BY_PREFIX}
+_SQLITE = {name: _Compiled(s, sqlite.dialect()) for name, s in _STATEMENTS.items()}
+_POSTGRES = {name: _Compiled(s, pg_asyncpg.dialect())  # type: ignore[no-untyped-call]
+             for name, s in _STATEMENTS.items()}
+_OWNED_VIDEO, _OWNED_TOTAL, _OWNED_PAGE, _KEY_BY_PREFIX = (_SQLITE[n] for n in ("video", "total", "page", "key"))
+# The PostgreSQL pool: enough connections that 64 concurrent requests keep the server busy, few
+# enough to leave the engine's pool its share of max_connections.
+PG_POOL_SIZE = 8
+PG_RETRY_SECONDS = 1.0  # after the pool could not be opened, the ordinary path only, this long
+PG_APPLICATION_NAME = "kensa-gql fast reads"  # how the pool's sessions show in pg_stat_activity
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """Connections come back as they went: no transaction, LISTEN, cursor or SET is ever left."""
+
+
+class _Postgres:
+    """The fast path's own asyncpg pool, opened on the first read."""
+
+    def __init__(self, connect: dict[str, Any]) -> None:
+        self._connect = connect
+        self.pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+        self._retry_at = 0.0
+
+    async def open(self) -> asyncpg.Pool | None:
+        if time.monotonic() < self._retry_at:
+            return None
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self.pool is None:
+                try:
+                    self.pool = await asyncpg.create_pool(**self._connect, min_size=1, max_size=PG_POOL_SIZE,
+                                                          reset=_no_reset)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    self._retry_at = time.monotonic() + PG_RETRY_SECONDS
+                    return None
+        return self.pool
+
+    async def fetch(self, compiled: _Compiled, params: Mapping[str, Any]) -> list[Any] | None:
+        pool = self.pool or await self.open()
+        if pool is None:
+            return None
+        try:
+            async with pool.acquire() as conn:
+                return await conn.fetch(compiled.sql, *compiled.args(params))  # type: ignore[no-any-return]
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+            # A lost session (a server restart, a killed backend) included: the pool replaces it.
+            return None
+
+    async def close(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+
+def _pg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+    """The engine's own connect arguments (host, credentials, ``?ssl=`` and the like from the URL),
+    less those only SQLAlchemy's adaption knows."""
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    accepted = inspect.signature(asyncpg.connect).parameters
+    args: dict[str, Any] = {k: v for k, v in params.items() if k in accepted}
+    args["timeout"] = 5.0
+    args["server_settings"] = {"application_name": PG_APPLICATION_NAME}
+    return args
 
 
 class Reads:
@@ -58,6 +133,8 @@ class Reads:
         self._reading = reading
         database = engine.url.database if fast and engine.dialect.name == "sqlite" else None
         self._path = database if database and database != ":memory:" and not database.startswith("file:") else None
+        self._pg = (_Postgres(_pg_connect_args(engine))
+                    if fast and engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg" else None)
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -65,7 +142,14 @@ class Reads:
 
     @property
     def fast(self) -> bool:
-        return self._path is not None
+        return self._path is not None or self._pg is not None
+
+    async def _pg_fetch(self, compiled: str, params: Mapping[str, Any]) -> list[Any] | None:
+        assert self._pg is not None
+        rows = await self._pg.fetch(_POSTGRES[compiled], params)
+        if rows is None:
+            self.fallbacks += 1
+        return rows
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -106,6 +190,10 @@ class Reads:
             rows = self._fetch(_OWNED_VIDEO, {"uuid": uuid, "user_id": user_id})
             if rows is not None:
                 return video_from_values(rows[0]) if rows else None
+        elif self._pg is not None:
+            rows = await self._pg_fetch("video", {"uuid": uuid, "user_id": user_id})
+            if rows is not None:
+                return video_from_values(rows[0]) if rows else None
         async with self._reading() as uow:
             return await VideosStore(uow).get_owned(uuid, user_id)
 
@@ -115,6 +203,15 @@ class Reads:
             page = self._page(user_id, offset, limit)
             if page is not None:
                 return page
+        elif self._pg is not None:
+            params = {"user_id": user_id, "offset": offset, "limit": limit}
+            rows = await self._pg_fetch("page", params)
+            if rows:
+                return [video_from_values(r) for r in rows], int(rows[0][-1])
+            if rows is not None:
+                counted = await self._pg_fetch("total", params)
+                if counted is not None:
+                    return [], int(counted[0][0]) if counted else 0
         async with self._reading() as uow:
             return await VideosStore(uow).list_owned(user_id, offset=offset, limit=limit)
 
@@ -124,8 +221,18 @@ class Reads:
             rows = self._fetch(_KEY_BY_PREFIX, {"prefix": prefix})
             if rows is not None:
                 return key_record(*rows[0]) if rows else None
+        elif self._pg is not None:
+            rows = await self._pg_fetch("key", {"prefix": prefix})
+            if rows is not None:
+                return key_record(*rows[0]) if rows else None
         async with self._reading() as uow:
             return await AccountsStore(uow).key_by_prefix(prefix)
+
+    async def aclose(self) -> None:
+        """Close the SQLite connections and the PostgreSQL pool."""
+        self.close()
+        if self._pg is not None:
+            await self._pg.close()
 
     def close(self) -> None:
         with self._lock:
