@@ -264,3 +264,32 @@ async def test_graphiql_works_offline_and_a_subscription_without_a_key_fails_at_
     await expect(page.locator(".graphiql-response")).to_contain_text("4403 Forbidden", timeout=5_000)
     await page.screenshot(path=screenshot("graphiql-offline"))
     assert elsewhere == []
+
+
+async def test_the_price_shows_before_paying_and_a_running_video_can_be_cancelled(
+        tmp_path: Path, browser: Browser) -> None:
+    # given a gateway whose renders take a minute, and a user with 12 credits
+    slow = await asyncio.to_thread(Gateway, tmp_path, 60)  # it migrates with asyncio.run of its own
+    await asyncio.to_thread(slow.start)
+    try:
+        key = await slow.user(credits=12)
+        page = await signed_in(browser, slow.url, key)
+        # then the form shows each choice's price, from VideoModel.prices, before anything is frozen
+        await page.get_by_label("Model").select_option("veo-3-1")
+        await expect(page.locator("#price")).to_have_text("Price: 10 credits")
+        await page.get_by_label("Model").select_option("sora-2")
+        await expect(page.locator("#price")).to_have_text("Price: 1 credit")
+        # when a video is started, opened, and cancelled while it runs
+        uuid = await generate(page)
+        await expect(page.locator("#credits-frozen")).to_have_text("1", timeout=TIMEOUT_MS)
+        await page.locator(f'#gallery li[data-uuid="{uuid}"] button').click()
+        await page.locator("#detail-cancel").click()
+        # then it reads CANCELLED, the button goes, and nothing was charged
+        await expect(page.locator(f'#gallery li[data-uuid="{uuid}"]')).to_have_attribute(
+            "data-status", "CANCELLED", timeout=TIMEOUT_MS)
+        await expect(page.locator("#detail-cancel")).to_be_hidden()
+        await expect(page.locator("#credits-frozen")).to_have_text("0", timeout=TIMEOUT_MS)
+        assert await shown_credits(page) == await slow.credits(key) == {
+            "available": 12, "frozen": 0, "used": 0, "total": 12}
+    finally:
+        await asyncio.to_thread(slow.replica.stop)

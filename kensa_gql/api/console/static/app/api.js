@@ -8,18 +8,13 @@ export const VIDEO_FIELDS = `uuid prompt model status progress videoUrl thumbnai
 
 export const DOCUMENTS = {
   me: `query ConsoleMe { me { email credits { available frozen used total } } }`,
-  features: `query ConsoleFeatures {
-    model: __type(name: "VideoModel") { fields { name } }
-    mutation: __type(name: "Mutation") { fields { name } }
-  }`,
-  models: (withPrices) => `query ConsoleModels { models { id name provider modes durations resolutions
-    aspectRatios enabled ${withPrices ? "prices { duration quality credits }" : ""} } }`,
+  models: `query ConsoleModels { models { id name provider modes durations resolutions
+    aspectRatios enabled prices { duration quality credits } } }`,
   videos: `query ConsoleVideos($page: Int!, $pageSize: Int!) {
     videos(page: $page, pageSize: $pageSize) { total page pageSize videos { ${VIDEO_FIELDS} } } }`,
   video: `query ConsoleVideo($uuid: ID!) { video(uuid: $uuid) { ${VIDEO_FIELDS} } }`,
   generate: `mutation ConsoleGenerate($input: GenerateVideoInput!) { generateVideo(input: $input) { ${VIDEO_FIELDS} } }`,
   remove: `mutation ConsoleDelete($uuid: ID!) { deleteVideo(uuid: $uuid) { uuid deleted } }`,
-  // Only sent when the schema has cancelVideo (app.js asks by introspection).
   cancel: `mutation ConsoleCancel($uuid: ID!) { cancelVideo(uuid: $uuid) { outcome video { ${VIDEO_FIELDS} } } }`,
   history: `query ConsoleHistory($page: Int!, $pageSize: Int!) {
     creditHistory(page: $page, pageSize: $pageSize) {

@@ -11,7 +11,7 @@ const HISTORY_PAGE_SIZE = 10;
 // Tabs of this browser tell each other about new videos, so every tab follows them at once.
 const tabs = "BroadcastChannel" in window ? new BroadcastChannel("kensa-console") : null;
 
-const state = { key: null, client: null, credits: null, features: { prices: false, cancel: false }, historyPage: 1 };
+const state = { key: null, client: null, credits: null, historyPage: 1 };
 
 const api = (query, variables) => request(state.key, query, variables);
 
@@ -28,7 +28,7 @@ function live() {
   return state.client;
 }
 
-const gallery = new Gallery({ api, live, onSettled: () => refreshCredits(), canCancel: () => state.features.cancel });
+const gallery = new Gallery({ api, live, onSettled: () => refreshCredits()});
 const form = new GenerateForm({
   api,
   balance: () => (state.credits ? state.credits.available : null),
@@ -68,17 +68,6 @@ async function refresh() {
   await Promise.all([refreshCredits(), gallery.load()]);
 }
 
-/** What this server's schema offers beyond the basics (another version may lack or add fields). */
-async function detectFeatures() {
-  try {
-    const data = await api(DOCUMENTS.features);
-    const names = (type) => new Set(((type && type.fields) || []).map((f) => f.name));
-    state.features = { prices: names(data.model).has("prices"), cancel: names(data.mutation).has("cancelVideo") };
-  } catch {
-    state.features = { prices: false, cancel: false }; // introspection turned off: the basics only
-  }
-}
-
 async function signIn(key) {
   state.key = key;
   try {
@@ -91,8 +80,7 @@ async function signIn(key) {
   $("sign-in").hidden = true;
   $("workspace").hidden = false;
   $("account").hidden = false;
-  await detectFeatures();
-  await Promise.all([form.load(state.features.prices), gallery.load(1)]);
+  await Promise.all([form.load(), gallery.load(1)]);
   announce("Signed in");
 }
 

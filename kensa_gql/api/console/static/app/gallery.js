@@ -6,11 +6,10 @@ import { $, announce, h, TERMINAL, when } from "./dom.js";
 const PAGE_SIZE = 8;
 
 export class Gallery {
-  constructor({ api, live, onSettled, canCancel }) {
+  constructor({ api, live, onSettled }) {
     this.api = api;
     this.live = live; // () => the graphql-ws client
     this.onSettled = onSettled; // a video reached a final state or was deleted: credits changed
-    this.canCancel = canCancel;
     this.page = 1;
     this.total = 0;
     this.videos = [];
@@ -139,7 +138,7 @@ export class Gallery {
     ];
     if (video.errorMessage) facts.push(["Error", video.errorMessage]);
     $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-    $("detail-cancel").hidden = !(this.canCancel() && !TERMINAL.has(video.status));
+    $("detail-cancel").hidden = TERMINAL.has(video.status);
   }
 
   close() {

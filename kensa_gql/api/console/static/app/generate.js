@@ -19,8 +19,8 @@ export class GenerateForm {
     }
   }
 
-  async load(withPrices) {
-    const data = await this.api(DOCUMENTS.models(withPrices));
+  async load() {
+    const data = await this.api(DOCUMENTS.models);
     this.models = data.models.filter((m) => m.enabled);
     const select = $("f-model");
     select.replaceChildren(...this.models.map((m) => h("option", { value: m.id }, m.name)));
@@ -42,10 +42,10 @@ export class GenerateForm {
     this.showPrice();
   }
 
-  /** The price of the current choice, when the schema publishes prices (Model.prices); else null. */
+  /** The price of the current choice (VideoModel.prices), or null when none is chosen. */
   price() {
     const model = this.model();
-    if (!model || !model.prices) return null;
+    if (!model) return null;
     const duration = Number($("f-duration").value);
     const quality = $("f-quality").value;
     const found = model.prices.find((p) => p.duration === duration && p.quality === quality);
