@@ -311,7 +311,7 @@ async def test_a_subscriber_gets_the_terminal_status_across_a_redis_restart(
             await session.close()
         statuses = [m["payload"]["data"]["videoStatus"]["status"] for m in [first, *rest] if m["type"] == "next"]
         assert statuses[-1] == "COMPLETED" and rest[-1]["type"] == "complete"
-        assert "events resubscribed" in a.log()
+        a.wait_for_log("events resubscribed", timeout=10)  # the log is written in batches
         assert (await audit_ledger(database, user_id)).used == 1
     finally:
         redis.stop()

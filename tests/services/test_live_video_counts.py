@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.tables import users, videos
+from kensa_gql.adapters.db.tables import tasks, users, videos
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.catalog import Catalog, ModelSpec
 from kensa_gql.domain.errors import InsufficientCredits, NotFound
@@ -167,6 +167,9 @@ async def _fail(w: World, which: int) -> None:
         return
     _, video = w.made[which % len(w.made)]
     async with w.deps.db.writing() as uow:
+        # The task row first, as the runner's lease check (update_task) takes it: the same order
+        # as a stop (cancel, delete of a running video), so neither can deadlock the other.
+        await uow.conn.execute(select(tasks.c.video_id).where(tasks.c.video_id == video.id).with_for_update())
         store = VideosStore(uow)
         current = await store.get_by_id(video.id, for_update=True)
         if current is None or current.status is not VideoStatus.PENDING:
