@@ -24,12 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, ledger_check, load, seed, throughput
+from bench import fanout, idle, ledger_check, load, seed, throughput
 from bench.servers import ROOT, Server, gateway_argv, pinning_possible, running, uvicorn_argv
 from kensa_gql.domain.ledger import MAX_CREDITS
 
 FIGURES = ("baseline", "rest-read", "graphql-read", "graphql-list", "generate", "latency", "fanout",
-           "fanout-replicas")
+           "fanout-replicas", "idle-streams")
+# idle-streams: memory per idle SSE stream beside per idle WebSocket subscriber (bench/idle.py).
 # fanout-replicas: the subscribers over two gateway processes fed by Redis, beside one process.
 REDIS_URL = os.environ.get("KENSA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 GRAPHQL_FIGURES = {"graphql-read", "graphql-list"}
@@ -74,10 +75,13 @@ class Sizes:
     subscribers: int
     fanout_rounds: int
     events: int
+    idle_streams: int = 1_000
+    settle: float = 1.0  # seconds for the server to settle before each RSS reading of the idle figure
 
 
 FULL = Sizes(videos=10_000, rounds=3, duration=10, warmup=3, subscribers=2_000, fanout_rounds=2, events=5)
-QUICK = Sizes(videos=200, rounds=1, duration=1, warmup=0, subscribers=20, fanout_rounds=1, events=1)
+QUICK = Sizes(videos=200, rounds=1, duration=1, warmup=0, subscribers=20, fanout_rounds=1, events=1,
+              idle_streams=100, settle=0.3)
 
 
 def graphql_available() -> bool:
@@ -262,6 +266,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"which figures (default all): {', '.join(FIGURES)}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: keeps the suite working (CI)")
     parser.add_argument("--subscribers", type=int, help="fan-out subscribers (default 2,000)")
+    parser.add_argument("--streams", type=int, help="idle-streams: streams of each kind (default 1,000)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     parser.add_argument("--duration", type=float, help="seconds per measurement (default 10)")
     parser.add_argument("--videos", type=int, help="videos in the read database (default 10,000)")
@@ -286,9 +291,11 @@ def main(argv: list[str]) -> int:
     sizes = Sizes(videos=args.videos or base.videos, rounds=args.rounds or base.rounds,
                   duration=args.duration or base.duration, warmup=base.warmup,
                   subscribers=args.subscribers or base.subscribers, fanout_rounds=base.fanout_rounds,
-                  events=base.events)
-    # --quick alone leaves out the two-process fan-out: three more gateway starts, and it needs Redis.
-    selected = set(args.figures or (f for f in FIGURES if not (args.quick and f == "fanout-replicas")))
+                  events=base.events, idle_streams=args.streams or base.idle_streams, settle=base.settle)
+    # --quick alone leaves out the two-process fan-out (three more gateway starts, and it needs Redis)
+    # and the idle streams (two more gateway starts, ~10 s even at 100 streams).
+    slow = ("fanout-replicas", "idle-streams")
+    selected = set(args.figures or (f for f in FIGURES if not (args.quick and f in slow)))
     if not graphql_available():
         for name in sorted(selected & GRAPHQL_FIGURES):
             print(f"{name}: unavailable (this build has no GraphQL API)")
@@ -315,7 +322,7 @@ def main(argv: list[str]) -> int:
     targets = PG_TARGETS if postgres else TARGETS
     try:
         needs_reads = bool(selected & {"rest-read", "graphql-read", "graphql-list", "latency", "fanout",
-                                       "fanout-replicas"})
+                                       "fanout-replicas", "idle-streams"})
         seeded = (seed.seed(workdir, "reads.db", videos=sizes.videos, database=args.database)
                   if needs_reads else None)
         generator = (seed.seed(workdir, "generate.db", videos=0, users=GENERATE_USERS, credits=MAX_CREDITS,
@@ -333,7 +340,7 @@ def main(argv: list[str]) -> int:
                "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE": str(UNLIMITED),
                "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(UNLIMITED),
                "KENSA_METRICS": "true" if args.metrics == "on" else "false"}
-        http_selected = selected - {"fanout", "fanout-replicas"}
+        http_selected = selected - {"fanout", "fanout-replicas", "idle-streams"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []
             figures = http_figures(http_selected, seeded, generator, fields, postgres=postgres,
@@ -369,6 +376,16 @@ def main(argv: list[str]) -> int:
         if "fanout-replicas" in selected:
             assert seeded is not None
             results[f"fanout-replicas@{sizes.subscribers}"] = run_fanout_replicas(seeded, sizes, env, workdir, say)
+        if "idle-streams" in selected:
+            assert seeded is not None
+            idle_seeded = seeded
+
+            def idle_server(name: str, extra: dict[str, str]) -> Server:
+                return Server(name, gateway_argv(), env={**env, "KENSA_DATABASE_URL": idle_seeded.url, **extra},
+                              log_dir=workdir)
+            results[f"idle-streams@{sizes.idle_streams}"] = idle.run(
+                idle_server, n=sizes.idle_streams, key=seeded.key, uuid=seeded.watched, rounds=sizes.fanout_rounds,
+                settle=sizes.settle, log=say)
     except Exception:
         say(f"the bench failed; server logs are in {workdir}")
         raise
@@ -378,7 +395,7 @@ def main(argv: list[str]) -> int:
                 seed.drop_postgres(made_db.url)
     say("")
     say(f"results ({datetime.now(UTC).isoformat(timespec='seconds')}, {time.monotonic() - started:.0f} s)")
-    http_results = {k: v for k, v in results.items() if not k.startswith("fanout")}
+    http_results = {k: v for k, v in results.items() if not k.startswith(("fanout", "idle-streams"))}
     if http_results:
         print_http(http_results, say, targets)
     for name, entry in results.items():
@@ -386,6 +403,8 @@ def main(argv: list[str]) -> int:
             print_replicas(entry, say)
         elif name.startswith("fanout"):
             print_fanout("fanout", entry, say)
+        elif name.startswith("idle-streams"):
+            idle.report(entry, say)
     save(out, results, sizes, tool, args.database, targets)
     say(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     if args.keep:

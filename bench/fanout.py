@@ -30,15 +30,16 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Clients:
-    """The client processes for one server, all talking JSON lines."""
+    """The client processes for one server, all talking JSON lines (WebSocket subscribers by
+    default; ``module="bench.sse_client"`` for SSE streams, given the server's http URL)."""
 
-    def __init__(self, url: str, *, count: int, key: str, uuid: str) -> None:
+    def __init__(self, url: str, *, count: int, key: str, uuid: str, module: str = "bench.fanout_client") -> None:
         self.procs: list[subprocess.Popen[str]] = []
         processes = max(1, min(8, math.ceil(count / 1250)))
         shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
         for share in shares:
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bench.fanout_client", "--url", url, "--key", key, "--uuid", uuid,
+                [sys.executable, "-m", module, "--url", url, "--key", key, "--uuid", uuid,
                  "--count", str(share)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                 preexec_fn=lambda: pin_to(LOAD_CORE)))
 

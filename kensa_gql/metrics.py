@@ -30,6 +30,8 @@ GRAPHQL_ERRORS = Counter("kensa_graphql_errors", "GraphQL errors returned, by ex
 WEBSOCKETS_OPEN = Gauge("kensa_websockets_open", "WebSocket connections open", multiprocess_mode="livesum")
 SUBSCRIPTIONS_ACTIVE = Gauge("kensa_subscriptions_active", "videoStatus subscriptions being followed",
                              multiprocess_mode="livesum")
+SSE_STREAMS_OPEN = Gauge("kensa_sse_streams_open", "Video event streams (server-sent events) open",
+                         multiprocess_mode="livesum")
 TASK_TRANSITIONS = Counter("kensa_task_transitions", "Video task status changes made by the runner",
                            ["status"])
 CLAIM_LAG = Histogram("kensa_task_claim_lag_seconds", "From a task falling due to a runner claiming it",
@@ -42,6 +44,14 @@ CREDITS_FROZEN = Gauge("kensa_credits_frozen", "Credits frozen by videos in flig
                        multiprocess_mode="max")
 CREDITS_SETTLED = Counter("kensa_credits_settled", "Credits settled: frozen credits of finished videos spent")
 CREDITS_RELEASED = Counter("kensa_credits_released", "Credits released: frozen credits of failed videos returned")
+
+WEBHOOK_DELIVERIES = Counter(
+    "kensa_webhook_deliveries", "Webhook delivery attempts recorded, by outcome: succeeded, retrying (another "
+    "attempt is scheduled), failed (given up), refused (the URL guard refused to send)", ["outcome"])
+WEBHOOK_DURATION = Histogram("kensa_webhook_delivery_duration_seconds",
+                             "Time a webhook send took, for attempts that were sent", buckets=_BUCKETS)
+for _outcome in ("succeeded", "retrying", "failed", "refused"):  # every outcome scraped, at 0 until it happens
+    WEBHOOK_DELIVERIES.labels(_outcome)
 
 MAX_OPERATION_NAMES = 200  # distinct names recorded; later new ones count as "other"
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
@@ -78,6 +88,10 @@ def credits_settled(amount: int) -> None:
 
 def credits_released(amount: int) -> None:
     CREDITS_RELEASED.inc(amount)
+
+
+def webhook_delivery(outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
 
 
 def claimed(due_at_ms: int, now_ms: int) -> None:

@@ -14,8 +14,10 @@ import logging
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 
+from kensa_gql import metrics
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.webhooks_store import WebhooksStore
 from kensa_gql.adapters.webhook_sender import Attempt, WebhookSender
@@ -26,6 +28,7 @@ from kensa_gql.domain.webhooks import DISABLE_AFTER_MS, Delivery, DeliveryStatus
 log = logging.getLogger(__name__)
 
 GONE = 410
+REFUSED = "refused:"  # how WebhookSender's Attempt.error starts when the URL guard refused to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +105,15 @@ class WebhookWorker:
             return
         # An endpoint's URL may have changed since the event: its deliveries follow it.
         url = endpoint.url if endpoint is not None else delivery.url
+        started = time.perf_counter()
         attempt = await self._sender.send(url, event_id=delivery.event_id, payload=delivery.payload, secrets=keys)
+        if attempt.status_code is not None or not (attempt.error or "").startswith(REFUSED):
+            metrics.WEBHOOK_DURATION.observe(time.perf_counter() - started)
         await self._record(delivery, attempt)
 
     async def _record(self, delivery: Delivery, attempt: Attempt, *, give_up: bool = False) -> None:
         now = now_ms()
+        outcome = "succeeded"
         values: dict[str, object] = {"last_status_code": attempt.status_code, "last_response": attempt.response,
                                      "last_error": attempt.error}
         if attempt.ok:
@@ -118,8 +125,12 @@ class WebhookWorker:
                 attempts=delivery.attempts + 1, created_at_ms=delivery.created_at_ms, now_ms=now)
             if later is None:
                 values.update(status=DeliveryStatus.FAILED.value, next_attempt_at_ms=None)
+                outcome = "failed"
             else:
                 values.update(next_attempt_at_ms=later)
+                outcome = "retrying"
+            if attempt.status_code is None and (attempt.error or "").startswith(REFUSED):
+                outcome = "refused"
             log.info("webhook %s to %s failed (%s)", delivery.event_id, delivery.url,
                      attempt.error or f"HTTP {attempt.status_code}")
         async with self._db.writing() as uow:
@@ -132,6 +143,7 @@ class WebhookWorker:
             elif delivery.endpoint_id is not None and not give_up:
                 await self._track_endpoint(store, delivery.endpoint_id, ok=attempt.ok, now=now)
             await uow.commit()
+        metrics.webhook_delivery(outcome)
 
     async def _track_endpoint(self, store: WebhooksStore, endpoint_id: int, *, ok: bool, now: int) -> None:
         endpoint = await store.endpoint_by_id(endpoint_id)

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from tests.conftest import Serve, User
+from tests.webhook_receiver import Receiver
 
 TOKEN = "metrics-secret-for-tests"
 ME = "query Me { me { email } }"
@@ -112,3 +114,76 @@ async def test_frozen_credits_and_open_sockets_are_gauges_of_now(serve: Serve, m
             during = Scrape((await client.get("/metrics")).text)
     assert during.value("kensa_credits_frozen") == before.value("kensa_credits_frozen") + price
     assert during.value("kensa_websockets_open") == before.value("kensa_websockets_open") + 1
+
+
+CREATE_ENDPOINT = """
+mutation($url: String!, $events: [WebhookEvent!]) {
+  createWebhookEndpoint(url: $url, events: $events) { endpoint { id } }
+}"""
+GENERATE_VIDEO = "mutation($input: GenerateVideoInput!) { generateVideo(input: $input) { uuid } }"
+WEBHOOKS = {"webhooks_allow_http": True, "webhooks_allow_private": True, "webhook_first_retry_seconds": 0.2}
+
+
+async def until(probe: Any, timeout: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (found := await probe()):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def test_sse_streams_and_webhook_deliveries_are_counted(serve: Serve, make_user: Any) -> None:
+    # given an endpoint for video.completed whose receiver fails once, and a video whose own receiver is gone
+    endpoint_receiver, own_receiver = Receiver(answers=[500]), Receiver(answers=[410])
+    endpoint_url, own_url = await endpoint_receiver.start(), await own_receiver.start()
+    server = serve(metrics_token=SecretStr(TOKEN), local_generation_seconds=0.3, **WEBHOOKS)
+    user: User = await make_user(credits=1000)
+    async with httpx.AsyncClient(base_url=server.url, headers=user.headers, timeout=30) as client:
+        created = await client.post("/graphql", json={"query": CREATE_ENDPOINT, "variables": {
+            "url": endpoint_url + "/hooks", "events": ["VIDEO_COMPLETED"]}})
+        assert created.json()["data"]["createWebhookEndpoint"]["endpoint"]["id"], created.text
+        before = await scrape(client)
+        made = await client.post("/graphql", json={"query": GENERATE_VIDEO, "variables": {"input": {
+            "prompt": "a lighthouse at dusk", "model": "sora-2", "duration": 4, "aspectRatio": "16:9",
+            "webhookUrl": own_url + "/mine", "webhookEvents": ["VIDEO_COMPLETED"]}}})
+        uuid = made.json()["data"]["generateVideo"]["uuid"]
+        # when a client follows the video over SSE to the end
+        statuses = []
+        async with client.stream("GET", f"/api/v1/video/{uuid}/events") as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line.startswith("data:"):
+                    statuses.append(orjson.loads(line[5:])["status"])
+                    break
+            during = await scrape(client)  # the stream is open: it sent its first event
+            async for line in lines:
+                if line.startswith("data:"):
+                    statuses.append(orjson.loads(line[5:])["status"])
+        assert statuses[-1] == "COMPLETED", statuses
+        # and the deliveries are made: the endpoint's after one retry, the video's own refused with 410 Gone
+        await endpoint_receiver.wait_for(2)
+        await own_receiver.wait_for(1)
+
+        async def settled() -> Scrape | None:
+            now = await scrape(client)
+            done = now.value("kensa_webhook_deliveries_total") - before.value("kensa_webhook_deliveries_total")
+            gone = now.value("kensa_sse_streams_open") == before.value("kensa_sse_streams_open")
+            return now if done >= 3 and gone else None
+        after = await until(settled)
+    await endpoint_receiver.stop()
+    await own_receiver.stop()
+
+    def delta(name: str, **labels: str) -> float:
+        return after.value(name, **labels) - before.value(name, **labels)
+
+    # then the stream counted while open, and not after it ended
+    assert during.value("kensa_sse_streams_open") == before.value("kensa_sse_streams_open") + 1
+    assert delta("kensa_sse_streams_open") == 0
+    # and each attempt counted once by its outcome, each send timed
+    assert delta("kensa_webhook_deliveries_total", outcome="retrying") == 1
+    assert delta("kensa_webhook_deliveries_total", outcome="succeeded") == 1
+    assert delta("kensa_webhook_deliveries_total", outcome="failed") == 1  # 410 Gone: given up at once
+    assert delta("kensa_webhook_deliveries_total", outcome="refused") == 0
+    assert delta("kensa_webhook_deliveries_total") == 3
+    assert delta("kensa_webhook_delivery_duration_seconds_count") == 3

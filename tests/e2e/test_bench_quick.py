@@ -68,3 +68,15 @@ def test_the_python_load_generator_stands_in_for_wrk(tmp_path: Path) -> None:
     assert re.search(r"^rest-read .*ratio \d+\.\d+", run.stdout, re.M), run.stdout
     figures = json.loads((tmp_path / "results.json").read_text())["figures"]
     assert figures["rest-read"]["tool"] == "python" and figures["rest-read"]["non2xx"] == 0
+
+
+def test_the_idle_streams_figure_reports_sse_beside_websocket_subscribers(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "idle-streams", "--quick", "--streams", "20", "--out",
+                          str(out)], cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = run.stdout.split("\nresults (", 1)[1]
+    assert re.search(r"^idle-streams +N=20: SSE -?\d+\.\d KB/stream, WebSocket subscriber -?\d+\.\d KB/stream; "
+                     r"ratio -?\d+\.\d+", table, re.M), table
+    figure = json.loads(out.read_text())["figures"]["idle-streams@20"]
+    assert [r["rss_after_kb"] > 0 for kind in ("sse", "websocket") for r in figure[kind]["rounds"]] == [True, True]

@@ -7,6 +7,7 @@ Each test is what an operator would try: fresh database, ``serve --no-worker`` r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -312,6 +313,47 @@ async def test_a_subscriber_gets_the_terminal_status_across_a_redis_restart(
         statuses = [m["payload"]["data"]["videoStatus"]["status"] for m in [first, *rest] if m["type"] == "next"]
         assert statuses[-1] == "COMPLETED" and rest[-1]["type"] == "complete"
         a.wait_for_log("events resubscribed", timeout=10)  # the log is written in batches
+        assert (await audit_ledger(database, user_id)).used == 1
+    finally:
+        redis.stop()
+
+
+async def test_an_sse_stream_gets_the_terminal_status_across_a_redis_restart(
+        deployment: Settings, database: Database, processes: list[GatewayProcess], tmp_path: Path) -> None:
+    # given a replica and a worker on a Redis of this test's own
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        env = gateway_env(deployment.model_copy(update={"broadcast_url": redis.url,
+                                                        "local_generation_seconds": 3.0}))
+        a, worker = Replica("replica-a", env, tmp_path), Worker("worker", env, tmp_path)
+        launch(processes, a, worker)
+        user_id, key = await _key_for(database)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=a.url, timeout=60) as client:
+            uuid = await generate(client, key)
+            statuses: list[str] = []
+            async with client.stream("GET", f"/api/v1/video/{uuid}/events", headers=headers) as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                async for line in lines:
+                    if line.startswith("data:"):
+                        statuses.append(json.loads(line[5:])["status"])
+                        break
+                # when Redis dies while the stream is open, and the video completes meanwhile
+                redis.kill()
+                async with asyncio.timeout(60):
+                    while await _status_of(database, uuid) != "COMPLETED":  # noqa: ASYNC110 - another process
+                        await asyncio.sleep(0.1)
+                # and Redis comes back
+                redis.start()
+                # then the replica resubscribes, re-reads the video, and the stream sends the end and closes
+                async with asyncio.timeout(60):
+                    async for line in lines:
+                        if line.startswith("data:"):
+                            statuses.append(json.loads(line[5:])["status"])
+        assert statuses[0] != "COMPLETED" and statuses[-1] == "COMPLETED", statuses
+        a.wait_for_log("events resubscribed", timeout=10)  # logged just after the re-read video is offered
         assert (await audit_ledger(database, user_id)).used == 1
     finally:
         redis.stop()

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.videos_store import VideosStore
@@ -263,3 +264,37 @@ async def test_an_endpoint_failing_for_five_days_or_gone_is_disabled_and_says_so
         disabled = await WebhooksStore(uow).endpoint_by_id(endpoint.id)
     assert disabled is not None and disabled.disabled_at_ms is not None
     assert disabled.disabled_reason == reason
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_send_the_url_guard_refuses_is_counted_as_refused_and_not_timed(db: Database, make_user: Any) -> None:
+    # given a completion for an endpoint whose address is loopback, and private addresses refused
+    user = await make_user(credits=100)
+    async with db.writing() as uow:
+        await WebhooksStore(uow).add_endpoint(public_id="we_refused", user_id=user.user_id, url="http://127.0.0.1:9/h",
+                                              secret=new_secret(), events=[WebhookEvent.COMPLETED], now_ms=now_ms())
+        video = await VideosStore(uow).add(uuid="00000000-0000-4000-8000-000000000003", user_id=user.user_id,
+                                           prompt="p", model="sora-2", duration=4, resolution="720p",
+                                           aspect_ratio="16:9", start_image_url=None, credits=1, now_ms=now_ms())
+        assert await record_video_event(uow, before=VideoStatus.UPLOADING, now_ms=now_ms(),
+                                        after=dataclasses.replace(video, status=VideoStatus.COMPLETED)) == 1
+        await uow.commit()
+    worker = WebhookWorker(db, WebhookSender(WebhookUrlGuard(allow_http=True)),
+                           WebhookWorkerConfig(policy=RetryPolicy(first_delay_ms=60_000)))
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {o: sample("kensa_webhook_deliveries_total", outcome=o) for o in ("refused", "retrying", "failed")}
+    timed = sample("kensa_webhook_delivery_duration_seconds_count")
+    # when a worker takes it
+    assert await worker.send_due() == 1
+    # then the attempt is recorded as refused (and will be retried), counted once, and not timed as a send
+    async with db.reading() as uow:
+        [delivery], _ = await WebhooksStore(uow).deliveries_of(user.user_id, endpoint_id=None, status=None,
+                                                               offset=0, limit=10)
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 1
+    assert (delivery.last_error or "").startswith("refused:")
+    after = {o: sample("kensa_webhook_deliveries_total", outcome=o) for o in ("refused", "retrying", "failed")}
+    assert {o: after[o] - before[o] for o in after} == {"refused": 1, "retrying": 0, "failed": 0}
+    assert sample("kensa_webhook_delivery_duration_seconds_count") == timed

@@ -20,6 +20,7 @@ import contextlib
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from kensa_gql import metrics
 from kensa_gql.api import render
 from kensa_gql.api.rest.errors import rendered
 from kensa_gql.domain.errors import NotFound
@@ -81,15 +82,19 @@ class VideoEventStream:
             await response(scope, receive, send)
             return
         await receive()  # the (empty) GET body, so a later receive can only mean a disconnect
-        async with following.Watch(video.uuid, deps.watchers) as watch:
-            # Read again inside the watch: a change before it began is in this snapshot, one after reaches it.
-            try:
-                video = await service.get_video(uuid, principal, deps=deps)
-            except NotFound:
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await self._stream(video, watch, _last_event_id(scope), deps.sse_keepalive_seconds, receive, send)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        metrics.SSE_STREAMS_OPEN.inc()
+        try:
+            async with following.Watch(video.uuid, deps.watchers) as watch:
+                # Read again inside the watch: a change before it began is in this snapshot, one after reaches it.
+                try:
+                    video = await service.get_video(uuid, principal, deps=deps)
+                except NotFound:
+                    return
+                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+                await self._stream(video, watch, _last_event_id(scope), deps.sse_keepalive_seconds, receive, send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            metrics.SSE_STREAMS_OPEN.dec()
 
     async def _stream(self, video: Video, watch: following.Watch, last_id: int | None, keep_alive: float,
                       receive: Receive, send: Send) -> None:
