@@ -22,6 +22,11 @@ from kensa_gql.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long a stop waits for responses still streaming: server-sent events and multipart
+# subscriptions last until their video ends and a `Prefer: wait` up to 60 s, so without a bound a
+# stop would wait for them. Past it they are cut; SSE clients resume with Last-Event-ID.
+SHUTDOWN_GRACE_SECONDS = 5
+
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
     logs.configure(settings.log_format, settings.log_level)
@@ -60,7 +65,7 @@ def run_uvicorn(app: ASGIApp, *, host: str, port: int, ws_max_size: int, backlog
     # it costs CPU and ~40 KB per WebSocket for small JSON frames.
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
                 ws_per_message_deflate=False, ws_max_size=ws_max_size, access_log=False, log_config=None,
-                lifespan="on", backlog=backlog)
+                lifespan="on", backlog=backlog, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
 
 
 async def _report_health(runner: Runner, storage: Storage, path: Path, *, every: float) -> None:

@@ -24,11 +24,12 @@ GENERATE = {"prompt": "crash drill", "model": "seedance-1-5", "duration": 4, "as
 
 
 def start_gateway(tmp_path: Path, port: int, log_name: str,
-                  database_url: str | None = None) -> subprocess.Popen[bytes]:
+                  database_url: str | None = None, **settings: str) -> subprocess.Popen[bytes]:
     database_url = database_url or f"sqlite+aiosqlite:///{tmp_path}/kensa.db"
     env = {**os.environ, "KENSA_DATABASE_URL": database_url,
            "KENSA_MEDIA_DIR": str(tmp_path / "media"), "KENSA_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "KENSA_LOCAL_GENERATION_SECONDS": "3", "KENSA_LEASE_SECONDS": "2", "KENSA_CLAIM_INTERVAL_SECONDS": "0.2"}
+           "KENSA_LOCAL_GENERATION_SECONDS": "3", "KENSA_LEASE_SECONDS": "2", "KENSA_CLAIM_INTERVAL_SECONDS": "0.2",
+           **settings}
     log = (tmp_path / log_name).open("wb")
     return subprocess.Popen([sys.executable, "-m", "kensa_gql", "serve", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
