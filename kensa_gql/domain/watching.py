@@ -87,8 +87,10 @@ class Watcher:
 
     def offer_place(self, video: Video, place: int) -> None:
         """A recomputed queue place of this waiting video: passed on only if it moved."""
-        if self._position != _WAITING or _position(video) != _WAITING or place == self._place:
-            return  # started, ended or deleted meanwhile (its own event says so), or unmoved
+        if self._place is None or self._position != _WAITING or _position(video) != _WAITING or place == self._place:
+            # no snapshot's place seen yet (it will be the news), started, ended or deleted meanwhile
+            # (its own event says so), or unmoved
+            return
         self._place = place
         self.moved(video, place)
 
