@@ -244,15 +244,22 @@ class Subscriber(Watcher):
                 return
 
     def moved(self, video: domain.Video, place: int) -> None:
-        if self.completed or self.following is None:
+        if self.completed or self.following is None or self.following.done:
             return
         if self.task is not None:
             self.pending = Moved(video, place)  # sent by the task in flight, unless a newer change comes
             return
-        # Executed for this subscriber alone (the place resolver is asynchronous), but without a query.
-        self._spawn(self._send_then_catch_up(video, place))
+        # One read of the fan-out hands every watcher of this video the same object and place, so
+        # the message is executed and encoded once for them, as a change is.
+        text = self._shared_text(video, place)
+        if text is None:
+            self._spawn(self._send_then_catch_up(video, place))
+            return
+        suspended = self.socket.push(text)
+        if suspended is not None:
+            self._spawn(self._finish(suspended, []))
 
-    def _shared_text(self, video: domain.Video) -> str | None:
+    def _shared_text(self, video: domain.Video, place: int | None = None) -> str | None:
         """This change's ``next`` for this subscriber, executed and encoded once; None if not that simple."""
         messages = _messages.get(video)
         if messages is None:
@@ -266,7 +273,7 @@ class Subscriber(Watcher):
         if data is None:
             outcome = execute_subscription_event(
                 _build(self.socket, self.feed.document, self.feed.name, self.feed.variables,
-                       Video.from_domain(video), self.socket.context()))
+                       Video.placed(video, place), self.socket.context()))
             if isawaitable(outcome):
                 with contextlib.suppress(AttributeError):
                     outcome.close()  # type: ignore[attr-defined]
