@@ -251,5 +251,6 @@ class VideoEvents:
             return
         for video in videos:
             self._offer(video)
+        self._queue_moved()  # the queue may have moved unannounced too
         self.resyncs += 1
         log.info("events resubscribed: re-read %d watched videos", len(videos))
