@@ -82,8 +82,8 @@ class Watcher:
 
     @property
     def waiting(self) -> bool:
-        """Whether the video is known to be waiting in the queue (PENDING), so its place matters."""
-        return self._position == _WAITING
+        """Whether the video waits in the queue with a place this watcher was given (``seen``)."""
+        return self._place is not None and self._position == _WAITING
 
     def offer_place(self, video: Video, place: int) -> None:
         """A recomputed queue place of this waiting video: passed on only if it moved."""
