@@ -25,7 +25,7 @@ from kensa_gql.adapters.cpu_pool import CpuPool
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.migrate import upgrade
-from kensa_gql.adapters.db.videos_store import videos_by_uuid
+from kensa_gql.adapters.db.videos_store import videos_by_uuid, waiting_places
 from kensa_gql.adapters.netguard import check_public_host
 from kensa_gql.adapters.providers.registry import (
     build_providers,
@@ -134,7 +134,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await storage.check()
         engine = create_engine(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
         db = Database(engine, lock_timeout=settings.db_lock_timeout_seconds, fast_reads=settings.db_fast_reads)
-        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading))
+        events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading),
+                             places=functools.partial(waiting_places, db.reading))
         pool = CpuPool(workers=1)
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0),
                                  limits=httpx.Limits(max_connections=100))

@@ -204,6 +204,8 @@ class Runner:
             driver = asyncio.create_task(self._drive_safely(task), name=f"drive-{task.video_id}")
             self._running[task.video_id] = driver
             driver.add_done_callback(self._forget_driver)
+        if claimed:
+            await self._deps.publisher.queue_moved()  # one message per batch, for every waiting subscriber
         return len(claimed)
 
     def _forget_driver(self, driver: asyncio.Task[None]) -> None:

@@ -10,6 +10,11 @@ The channel is chosen by URL scheme: ``memory://`` (one process, through broadca
 history, so whenever the channel had to resubscribe, every watched video is re-read from the
 database and offered to its watchers: a client never misses a terminal status because Redis
 restarted at the wrong moment.
+
+Queue places: whatever may move the queue (a runner's claim batch, announced with one
+``QUEUE_MOVED`` message; a new, ended, cancelled or deleted video, announced by its own event)
+makes each process recompute the places of the waiting videos its watchers follow, in one read,
+one recomputation at a time (triggers meanwhile fold into one more), and only when one is watched.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "kensa.video-status"
 SCHEMES = ("memory://", "redis://", "rediss://")
 RESYNC_ATTEMPTS = 5
+QUEUE_MOVED = "queue-moved"  # not JSON, so never taken for a video
+
+# Re-reads the waiting videos among these uuids with their queue places (a database query).
+Places = Callable[[Sequence[str]], Awaitable[Sequence[tuple[Video, int]]]]
 
 # Re-reads videos by uuid (the composition root passes a database query).
 Reread = Callable[[Sequence[str]], Awaitable[Sequence[Video]]]
@@ -112,10 +121,14 @@ def channel_for(url: str) -> EventChannel:
 class VideoEvents:
     """Publishes committed video changes and lets local subscribers watch one video."""
 
-    def __init__(self, url: str, *, reread: Reread | None = None,
+    def __init__(self, url: str, *, reread: Reread | None = None, places: Places | None = None,
                  channel: EventChannel | None = None) -> None:
         self._channel = channel or channel_for(url)
         self._reread = reread
+        self._places = places
+        self._places_task: asyncio.Task[None] | None = None
+        self._places_again = False
+        self.place_reads = 0  # queue recomputations that read the database
         self._watchers: Watchers = {}
         self._started = False
         self._resync_task: asyncio.Task[None] | None = None
@@ -131,10 +144,11 @@ class VideoEvents:
         self._started = True
 
     async def stop(self) -> None:
-        if self._resync_task is not None:
-            self._resync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resync_task
+        for task in (self._resync_task, self._places_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._channel.stop()
 
     async def video_changed(self, video: Video) -> None:
@@ -144,6 +158,12 @@ class VideoEvents:
             # The change is committed; subscribers re-read the database, so a lost event
             # delays a client's update but never corrupts anything.
             log.exception("could not publish the status of video %s", video.uuid)
+
+    async def queue_moved(self) -> None:
+        try:
+            await self._channel.publish(QUEUE_MOVED)
+        except Exception:  # places are a hint: the next move or status event corrects them
+            log.exception("could not publish a queue move")
 
     @property
     def watchers(self) -> Watchers:
@@ -155,12 +175,50 @@ class VideoEvents:
         return sum(len(group) for group in self._watchers.values())
 
     def _deliver(self, message: str) -> None:
+        if message == QUEUE_MOVED:
+            self._queue_moved()
+            return
         try:
             video = video_from_message(message)
         except (ValueError, TypeError, KeyError):
             log.warning("ignoring a malformed video event")
             return
         self._offer(video)
+        if video.deleted or video.status is VideoStatus.PENDING or video.status.is_terminal:
+            self._queue_moved()  # queued, or left the queue or a running slot: places behind may move
+
+    def _queue_moved(self) -> None:
+        if self._places is None:
+            return
+        if self._places_task is not None and not self._places_task.done():
+            self._places_again = True  # one more pass once the running one is done
+            return
+        if not any(w.waiting for group in self._watchers.values() for w in group):
+            return  # no watched video waits: nothing to read
+        self._places_task = asyncio.create_task(self._offer_places(), name="video-events-queue")
+
+    async def _offer_places(self) -> None:
+        """Offer the current place of every watched waiting video, until no move is left unread."""
+        assert self._places is not None
+        while True:
+            self._places_again = False
+            uuids = [uuid for uuid, group in self._watchers.items() if any(w.waiting for w in group)]
+            if not uuids:
+                return
+            try:
+                places = await self._places(uuids)
+            except Exception:
+                log.exception("recomputing the queue places of %d watched videos failed", len(uuids))
+                return
+            self.place_reads += 1
+            for video, place in places:
+                for watcher in tuple(self._watchers.get(video.uuid, ())):
+                    try:
+                        watcher.offer_place(video, place)
+                    except Exception:
+                        log.exception("a watcher of video %s failed", video.uuid)
+            if not self._places_again:
+                return
 
     def _offer(self, video: Video) -> None:
         for watcher in tuple(self._watchers.get(video.uuid, ())):
@@ -193,5 +251,6 @@ class VideoEvents:
             return
         for video in videos:
             self._offer(video)
+        self._queue_moved()  # the queue may have moved unannounced too
         self.resyncs += 1
         log.info("events resubscribed: re-read %d watched videos", len(videos))

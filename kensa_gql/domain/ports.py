@@ -127,3 +127,6 @@ class EventPublisher(Protocol):
     """Tells subscribers a video changed; called only after the change is committed."""
 
     async def video_changed(self, video: Video) -> None: ...
+
+    async def queue_moved(self) -> None:
+        """Videos left the queue at its head (a runner claimed them): the places of those behind moved."""

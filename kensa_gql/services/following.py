@@ -9,6 +9,8 @@ Strawberry iterates ``follow`` (the stock path), and the WebSocket fast path's l
 * A change is sent only if it moves the subscriber on (status rank, then progress); nothing
   follows a terminal status.
 * A deletion while watched ends the subscription with NOT_FOUND: the answer a new subscriber gets.
+* While the video waits in the queue, each move of its place is sent too (``Moved``), with the
+  place the fan-out recomputed; the REST stream (SSE) has no place and ignores moves.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.errors import NotFound
@@ -59,18 +62,27 @@ class Following:
         return True
 
 
+class Moved(NamedTuple):
+    """The waiting video's place in the queue moved (nothing else changed)."""
+
+    video: domain.Video
+    place: int
+
+
 class Watch(Watcher):
     """One waiting subscriber's view of one video, registered while entered: the latest change wins.
 
     A future only while waiting, not an Event and its deque: a slow consumer costs one snapshot.
+    With ``places``, a move of the video's queue place is a change too (``next`` returns a ``Moved``).
     """
 
-    __slots__ = ("_latest", "_waiter")
+    __slots__ = ("_latest", "_places", "_waiter")
 
-    def __init__(self, uuid: str, watchers: Watchers | None = None) -> None:
+    def __init__(self, uuid: str, watchers: Watchers | None = None, *, places: bool = False) -> None:
         super().__init__(uuid, watchers)
-        self._latest: domain.Video | None = None
+        self._latest: domain.Video | Moved | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._places = places
 
     async def __aenter__(self) -> Watch:
         self.start()
@@ -79,13 +91,24 @@ class Watch(Watcher):
     async def __aexit__(self, *_exc: object) -> None:
         self.stop()
 
+    @property
+    def waiting(self) -> bool:
+        return self._places and super().waiting  # no recomputation for a watch that ignores places
+
     def changed(self, video: domain.Video) -> None:
-        self._latest = video
+        self._set(video)
+
+    def moved(self, video: domain.Video, place: int) -> None:
+        if self._places:
+            self._set(Moved(video, place))
+
+    def _set(self, latest: domain.Video | Moved) -> None:
+        self._latest = latest
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next(self) -> domain.Video:
+    async def next(self) -> domain.Video | Moved:
         while self._latest is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -97,17 +120,30 @@ class Watch(Watcher):
         return video
 
 
-async def follow(uuid: str, principal: Principal, *, deps: Deps) -> AsyncIterator[domain.Video]:
-    """The video now, then each change that is news, until a terminal status (NotFound if deleted)."""
-    async with Watch(uuid, deps.watchers) as watch:
+async def place_of(video: domain.Video, *, deps: Deps) -> int | None:
+    """The queue place of a video just read (None unless it waits)."""
+    if video.status is not domain.VideoStatus.PENDING:
+        return None
+    return (await service.queue_positions([video.uuid], deps=deps)).get(video.uuid)
+
+
+async def follow(uuid: str, principal: Principal, *,
+                 deps: Deps) -> AsyncIterator[tuple[domain.Video, int | None]]:
+    """The video now, then each change that is news or move of its queue place, until a terminal
+    status (NotFound if deleted); each with its queue place when known (None: ask when needed)."""
+    async with Watch(uuid, deps.watchers, places=True) as watch:
         snapshot = await service.get_video(uuid, principal, deps=deps)
+        place = await place_of(snapshot, deps=deps)
+        watch.seen(snapshot, place)
         following = Following(snapshot)
-        yield snapshot
+        yield snapshot, place
         del snapshot
         while not following.done:
             change = await watch.next()
-            if following.news(change):
-                yield change
+            if isinstance(change, Moved):
+                yield change.video, change.place
+            elif following.news(change):
+                yield change, None
 
 
 async def until_finished(uuid: str, principal: Principal, *, seconds: float, deps: Deps) -> domain.Video:
@@ -125,7 +161,7 @@ async def until_finished(uuid: str, principal: Principal, *, seconds: float, dep
             async with asyncio.timeout(seconds):
                 while True:
                     change = await watch.next()
-                    if change.deleted or change.status.is_terminal:
+                    if isinstance(change, domain.Video) and (change.deleted or change.status.is_terminal):
                         break
     # The truth, re-read: an event is only a hint of it (and it may come from another process).
     return await service.get_video(uuid, principal, deps=deps)

@@ -17,7 +17,7 @@ import pytest
 from kensa_gql.adapters.pubsub import VideoEvents
 from kensa_gql.adapters.pubsub_redis import ChannelUnavailable, RedisChannel
 from kensa_gql.domain.videos import Video, VideoStatus
-from kensa_gql.services.following import Watch
+from kensa_gql.services.following import Moved, Watch
 from tests.backends import PrivateRedis, require_redis
 
 UUID = "6f1c1f0e-6a57-4a53-9d43-3c1e4f0c2a10"
@@ -92,6 +92,45 @@ async def test_memory_events_reach_local_watchers() -> None:
             await events.video_changed(at(VideoStatus.GENERATING, 5))
             assert (await receive(watch)).progress == 5
         assert events.watcher_count == 0
+    finally:
+        await events.stop()
+
+
+# -- queue places ---------------------------------------------------------------------------------
+
+async def test_a_queue_move_reads_only_watched_waiting_videos_and_sends_only_real_moves() -> None:
+    reads: list[list[str]] = []
+    read = asyncio.Event()
+
+    async def read_places(uuids: Sequence[str]) -> list[tuple[Video, int]]:
+        reads.append(sorted(uuids))
+        read.set()
+        return [(BASE, 2)] if UUID in uuids else []
+
+    events = VideoEvents("memory://", places=read_places)
+    await events.start()
+    other, marker = "b0c1f0e0-0000-4000-8000-000000000001", "b0c1f0e0-0000-4000-8000-000000000002"
+    try:
+        async with Watch(marker, events.watchers) as last:
+            # given a subscriber of a started video only: a queue move reads nothing
+            async with Watch(other, events.watchers, places=True) as started:
+                started.seen(at(VideoStatus.GENERATING, 5, uuid=other), None)
+                await events.queue_moved()
+                await events.video_changed(at(VideoStatus.GENERATING, 1, uuid=marker))
+                await receive(last)  # delivered in order: the move was handled before it
+                assert reads == [] and events.place_reads == 0
+                # given a subscriber of a waiting video, third at its snapshot
+                async with Watch(UUID, events.watchers, places=True) as waiting:
+                    waiting.seen(BASE, 3)
+                    # when the queue moves: one read, of the waiting video alone, and its new place sent
+                    await events.queue_moved()
+                    assert await receive(waiting) == Moved(BASE, 2)
+                    assert reads == [[UUID]]
+                    # when it moves again but this video keeps its place: read, and nothing sent
+                    read.clear()
+                    await events.queue_moved()
+                    await asyncio.wait_for(read.wait(), RECEIVE)
+                    assert len(reads) == 2 and await nothing_arrives(waiting)
     finally:
         await events.stop()
 

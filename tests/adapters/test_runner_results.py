@@ -76,6 +76,9 @@ class NoEvents:
     async def video_changed(self, video: Video) -> None:
         return None
 
+    async def queue_moved(self) -> None:
+        return None
+
 
 @pytest.fixture(scope="module")
 def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:

@@ -72,6 +72,9 @@ class Events:
     async def video_changed(self, video: Video) -> None:
         self.published.append(video)
 
+    async def queue_moved(self) -> None:
+        return None
+
 
 async def _no_check(_host: str) -> None:
     return None

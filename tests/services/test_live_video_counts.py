@@ -49,6 +49,9 @@ class NoEvents:
     async def video_changed(self, video: Video) -> None:
         return None
 
+    async def queue_moved(self) -> None:
+        return None
+
 
 async def _no_check(host: str) -> None:
     return None

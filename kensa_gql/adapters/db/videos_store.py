@@ -377,3 +377,15 @@ async def videos_by_uuid(reading: Callable[[], UnitOfWork], uuids: Sequence[str]
     ``reading`` is ``Database.reading``."""
     async with reading() as uow:
         return await VideosStore(uow).get_by_uuids(uuids)
+
+
+async def waiting_places(reading: Callable[[], UnitOfWork], uuids: Sequence[str]) -> list[tuple[Video, int]]:
+    """The waiting videos among these, each with its queue place (for subscribers whose place moved);
+    one ranking of the queue, then the rows of only those still waiting."""
+    async with reading() as uow:
+        store = VideosStore(uow)
+        places = await store.queue_positions(uuids)
+        if not places:
+            return []
+        videos = await store.get_by_uuids(list(places))
+    return [(v, places[v.uuid]) for v in videos if v.status is VideoStatus.PENDING and not v.deleted]

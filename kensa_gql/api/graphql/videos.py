@@ -103,12 +103,17 @@ class Video:
     @strawberry.field(description="While PENDING and not yet started: its place in this deployment's queue, "
                                   "1 = started next (every user's first waiting video goes before anyone's "
                                   "next, and a user's videos over their running cap wait their turn). "
-                                  "Null once started. Read when asked; `videoStatus` sends it with each "
-                                  "event, not when only the position moves.")
-    async def queue_position(self, info: Info[Context, None]) -> int | None:
+                                  "Null once started. `videoStatus` sends an event whenever it moves.")
+    def queue_position(self, info: Info[Context, None]) -> int | None:
+        # Synchronous unless it must read: an event of a started video, or one whose place is known,
+        # executes without awaiting (the fast path then encodes it once for all its subscribers).
         if self.status is not VideoStatus.PENDING:
             return None
-        return await info.context.queue_positions.load(self.uuid)
+        known = vars(self).get("_place")  # a subscription event's, read for all its subscribers at once
+        if known is not None:
+            return int(known)
+        # graphql-core awaits what a resolver returns when it is awaitable.
+        return info.context.queue_positions.load(self.uuid)  # type: ignore[return-value]
 
     @classmethod
     def from_domain(cls, v: domain.Video) -> Video:
@@ -126,6 +131,14 @@ class Video:
             "completed_at": None if v.completed_at_ms is None else _iso(v.completed_at_ms),
             "error_message": v.error_message,
             "failure": Failure.of(v)}
+        return video
+
+    @classmethod
+    def placed(cls, v: domain.Video, place: int | None) -> Video:
+        """``from_domain``, with the queue place already known (None: read when asked)."""
+        video = cls.from_domain(v)
+        if place is not None:
+            video.__dict__["_place"] = place
         return video
 
 
@@ -283,8 +296,9 @@ class VideoMutations:
 
 @strawberry.type
 class VideoSubscriptions:
-    @strawberry.subscription(description="The video now, then once per change of status or progress; "
-                                         "completes after COMPLETED, FAILED or CANCELLED.")
+    @strawberry.subscription(description="The video now, then once per change of status or progress, and "
+                                         "while it waits, per move of its `queuePosition`; completes after "
+                                         "COMPLETED, FAILED or CANCELLED.")
     async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncIterable[Video]:
         # Authorised before the stream starts, so NOT_FOUND ends only this operation, cleanly.
         context = info.context
@@ -309,5 +323,5 @@ class VideoStream:
         self.deps = deps
 
     async def __aiter__(self) -> AsyncIterator[Video]:
-        async for video in following.follow(self.uuid, self.principal, deps=self.deps):
-            yield Video.from_domain(video)
+        async for video, place in following.follow(self.uuid, self.principal, deps=self.deps):
+            yield Video.placed(video, place)

@@ -110,6 +110,8 @@ class VideoEventStream:
                     return
                 await send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})
                 continue
+            if isinstance(change, following.Moved):
+                continue  # never sent (this watch ignores places): REST has no queue place
             try:
                 news = tracking.news(change)
             except NotFound:

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.services import videos
-from tests.api.graphql.asgi_sockets import REQUEST, Gateway
+from tests.api.graphql.asgi_sockets import LEGACY_WS, REQUEST, TRANSPORT_WS, Gateway
 
 LIST = "query { videos(pageSize: 20) { videos { uuid status queuePosition } } }"
 ONE = "query One($uuid: ID!) { video(uuid: $uuid) { uuid queuePosition } }"
@@ -75,4 +75,63 @@ async def test_a_started_video_has_no_position_and_the_subscription_shows_it(gat
     # then it has no position any more, though it is still PENDING until a provider takes it
     data = await post(gateway, gateway.key, ONE, {"uuid": gateway.uuid})
     assert data["video"]["queuePosition"] is None
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_subscriber_hears_each_move_of_its_place_and_nothing_else(gateway: Gateway, protocol: str,
+                                                                         statements: list[str]) -> None:
+    # given the owner's three waiting videos (the fixture's first), the third followed twice: the
+    # first operation takes Strawberry's path, the second the fast path's lean subscriber when it is on
+    deps = gateway.app.state.deps
+    owner = await gateway.app.state.authenticator.authenticate(gateway.key)
+    second, third = [(await videos.generate_video(REQUEST, owner, deps=deps)).video.uuid for _ in range(2)]
+    client = await gateway.connect(protocol)
+    start, data = ("subscribe", "next") if protocol == TRANSPORT_WS else ("start", "data")
+    ids = ("1", "2")
+    for op in ids:
+        client.say({"id": op, "type": start, "payload": {"query": FOLLOW, "variables": {"uuid": third}}})
+        message = await client.receive()
+        assert message["type"] == data and message["id"] == op, message
+        assert message["payload"]["data"]["videoStatus"] == {"uuid": third, "status": "PENDING",
+                                                             "queuePosition": 3}
+
+    completed: list[str] = []
+
+    async def event() -> Any:
+        """The next event, the same for both operations (a completion may come in between)."""
+        sent: dict[str, Any] = {}
+        while len(sent) < len(ids):
+            message = await client.receive()
+            if message["type"] == "complete":
+                completed.append(message["id"])
+                continue
+            assert message["type"] == data and message["id"] not in sent, message
+            sent[message["id"]] = message["payload"]["data"]["videoStatus"]
+        first, other = sent.values()
+        assert first == other
+        return first
+
+    # when a runner claims the first (one queue-moved message for its batch)
+    async with deps.db.writing() as uow:
+        assert len(await VideosStore(uow).claim_due("r", now_ms=2**50, lease_ms=60_000, limit=1)) == 1
+        await uow.commit()
+    statements.clear()
+    await deps.publisher.queue_moved()
+    # then the third moves up, though nothing of its own changed
+    assert await event() == {"uuid": third, "status": "PENDING", "queuePosition": 2}
+    # and the move was read once for every watched waiting video, not per subscriber
+    assert sum("row_number" in s.lower() for s in statements) == 1, statements
+    # when the second is cancelled, then when a move that changes nothing for the third is announced
+    await videos.cancel_video(second, owner, deps=deps)
+    assert await event() == {"uuid": third, "status": "PENDING", "queuePosition": 1}
+    await deps.publisher.queue_moved()
+    # then the next event is the third's own cancellation: the unmoved place was not sent again
+    await videos.cancel_video(third, owner, deps=deps)
+    assert await event() == {"uuid": third, "status": "CANCELLED", "queuePosition": None}
+    while len(completed) < len(ids):
+        message = await client.receive()
+        assert message["type"] == "complete", message
+        completed.append(message["id"])
+    assert sorted(completed) == list(ids)
     await client.disconnect()

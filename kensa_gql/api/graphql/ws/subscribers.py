@@ -42,7 +42,7 @@ from kensa_gql.api.graphql.ws.frames import complete_text, next_encoded, next_te
 from kensa_gql.domain import videos as domain
 from kensa_gql.domain.watching import Watcher, Watchers
 from kensa_gql.services import videos as service
-from kensa_gql.services.following import Following
+from kensa_gql.services.following import Following, Moved, place_of
 
 log = logging.getLogger("kensa_gql.websocket")
 FEEDS = 256  # (operation, variables) pairs remembered for sharing; a subscriber keeps its own alive
@@ -180,7 +180,7 @@ class Subscriber(Watcher):
         self.feed = feed
         self.following: Following | None = None  # None until the snapshot is sent
         self.completed = False
-        self.pending: domain.Video | None = None  # the latest change not sent yet (while busy)
+        self.pending: domain.Video | Moved | None = None  # the latest change not sent yet (while busy)
         # While starting, or finishing a send the socket could not take at once: changes wait in pending.
         self.task: asyncio.Task[None] | None = None
 
@@ -203,8 +203,10 @@ class Subscriber(Watcher):
             except Exception as exc:  # raised by the source: reported like Strawberry, then complete
                 await self._failed(exc, context)
                 return
+            place = await place_of(snapshot, deps=context.deps)
+            self.seen(snapshot, place)
             self.following = Following(snapshot)
-            await self._send(snapshot, context)
+            await self._send(snapshot, context, place)
             if self.following.done:
                 await self._complete()
                 return
@@ -241,7 +243,23 @@ class Subscriber(Watcher):
                 self._spawn(self._finish(suspended, texts[i + 1:]))
                 return
 
-    def _shared_text(self, video: domain.Video) -> str | None:
+    def moved(self, video: domain.Video, place: int) -> None:
+        if self.completed or self.following is None or self.following.done:
+            return
+        if self.task is not None:
+            self.pending = Moved(video, place)  # sent by the task in flight, unless a newer change comes
+            return
+        # One read of the fan-out hands every watcher of this video the same object and place, so
+        # the message is executed and encoded once for them, as a change is.
+        text = self._shared_text(video, place)
+        if text is None:
+            self._spawn(self._send_then_catch_up(video, place))
+            return
+        suspended = self.socket.push(text)
+        if suspended is not None:
+            self._spawn(self._finish(suspended, []))
+
+    def _shared_text(self, video: domain.Video, place: int | None = None) -> str | None:
         """This change's ``next`` for this subscriber, executed and encoded once; None if not that simple."""
         messages = _messages.get(video)
         if messages is None:
@@ -255,7 +273,7 @@ class Subscriber(Watcher):
         if data is None:
             outcome = execute_subscription_event(
                 _build(self.socket, self.feed.document, self.feed.name, self.feed.variables,
-                       Video.from_domain(video), self.socket.context()))
+                       Video.placed(video, place), self.socket.context()))
             if isawaitable(outcome):
                 with contextlib.suppress(AttributeError):
                     outcome.close()  # type: ignore[attr-defined]
@@ -280,9 +298,9 @@ class Subscriber(Watcher):
             if self.task is asyncio.current_task():
                 self.task = None
 
-    async def _send_then_catch_up(self, video: domain.Video) -> None:
+    async def _send_then_catch_up(self, video: domain.Video, place: int | None = None) -> None:
         try:
-            await self._send(video, self.socket.context())
+            await self._send(video, self.socket.context(), place)
             if self.following is not None and self.following.done:
                 await self._complete()
             await self._catch_up()
@@ -304,9 +322,13 @@ class Subscriber(Watcher):
             if self.task is asyncio.current_task():
                 self.task = None
 
-    async def _deliver(self, video: domain.Video) -> None:
+    async def _deliver(self, video: domain.Video | Moved) -> None:
         assert self.following is not None
         context = self.socket.context()
+        if isinstance(video, Moved):
+            if not self.following.done:
+                await self._send(video.video, context, video.place)
+            return
         try:
             if not self.following.news(video):
                 return
@@ -317,10 +339,10 @@ class Subscriber(Watcher):
         if self.following.done:
             await self._complete()
 
-    async def _send(self, video: domain.Video, context: Context) -> None:
+    async def _send(self, video: domain.Video, context: Context, place: int | None = None) -> None:
         """``video`` executed for this operation and sent, errors rendered as Strawberry renders them."""
         outcome = execute_subscription_event(_build(self.socket, self.feed.document, self.feed.name,
-                                                    self.feed.variables, Video.from_domain(video), context))
+                                                    self.feed.variables, Video.placed(video, place), context))
         result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
         await self._send_result(result, context)
 
