@@ -307,8 +307,7 @@ async def queue_positions(uuids: Sequence[str], *, deps: Deps) -> dict[str, int]
     Callers pass uuids of videos the caller owns (already authorised): a position says how many
     waiting tasks go first, never whose they are.
     """
-    async with deps.db.reading() as uow:
-        return await VideosStore(uow).queue_positions(uuids)
+    return await deps.db.reads.queue_positions(uuids)
 
 
 async def delete_video(uuid: str, principal: Principal, *, deps: Deps) -> str:

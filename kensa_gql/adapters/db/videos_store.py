@@ -134,6 +134,19 @@ def waiting_slots(*, due_by_ms: int | None = None) -> Any:
     return query.subquery("waiting")
 
 
+def _ranked_queue() -> Any:
+    slots = waiting_slots()
+    return select(slots.c.uuid, func.row_number().over(
+        order_by=(slots.c.slot, slots.c.next_run_at_ms, slots.c.video_id)).label("position")).subquery()
+
+
+# The places of some waiting videos: one ranking of the queue for a whole page (reads.py runs it
+# on its own connection; ``uuids`` is an expanding parameter).
+_RANKED = _ranked_queue()
+QUEUE_PLACES = select(_RANKED.c.uuid, _RANKED.c.position).where(
+    _RANKED.c.uuid.in_(bindparam("uuids", expanding=True)))
+
+
 def _task(row: Any) -> Task:
     r = row._mapping
     return Task(video_id=r["video_id"], route=json.loads(r["route"]), route_index=r["route_index"],
@@ -283,11 +296,7 @@ class VideosStore:
         any number of uuids: it ranks the whole queue once (its cost grows with the queue)."""
         if not uuids:
             return {}
-        slots = waiting_slots()
-        ranked = select(slots.c.uuid, func.row_number().over(
-            order_by=(slots.c.slot, slots.c.next_run_at_ms, slots.c.video_id)).label("position")).subquery()
-        rows = await self._uow.conn.execute(
-            select(ranked.c.uuid, ranked.c.position).where(ranked.c.uuid.in_(list(uuids))))
+        rows = await self._uow.conn.execute(QUEUE_PLACES, {"uuids": list(uuids)})
         return {str(uuid): int(position) for uuid, position in rows}
 
     async def task_by_video_uuid(self, uuid: str) -> Task | None:

@@ -19,12 +19,22 @@ FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid stat
 
 
 @pytest.fixture
-def statements(gateway: Gateway) -> Iterator[list[str]]:
+def statements(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement sent, through the engine or on the fast read path's own SQLite connection."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
+    reads = gateway.app.state.deps.db.reads
+    connection = reads._connection
+
+    def traced() -> Any:
+        conn = connection()
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(reads, "_connection", traced)
     engine = gateway.app.state.deps.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     yield seen
