@@ -41,7 +41,7 @@ from kensa_gql.adapters.webhook_sender import WebhookSender, WebhookUrlGuard
 from kensa_gql.api import console, render
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
-from kensa_gql.api.metrics import HttpMetrics, metrics_endpoint
+from kensa_gql.api.metrics import HttpInstruments, metrics_endpoint
 from kensa_gql.api.middleware import Preflight, RequestContext
 from kensa_gql.api.ratelimits import RateLimiter, Throttle
 from kensa_gql.api.rest import docs as rest_docs
@@ -213,8 +213,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
           for folder in MEDIA_FOLDERS],
         *console.routes(console=settings.console, graphiql=settings.graphiql),
     ]
-    # Outermost: it times and counts every response, the request context's 500s included.
-    middleware = [*([Middleware(HttpMetrics)] if settings.metrics else []), Middleware(RequestContext)]
+    # Outermost: request ids, the access log, the 500 fallback and the HTTP metrics, for every response.
+    middleware = [Middleware(RequestContext, instruments=HttpInstruments() if settings.metrics else None)]
     if tracing.enabled:  # outermost of all: the request's span is current for everything below it
         middleware.insert(0, Middleware(tracing.asgi_middleware))
     if settings.cors_origins:

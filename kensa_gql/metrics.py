@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -70,8 +71,17 @@ def operation_name(name: str | None) -> str:
     return name
 
 
+_operations: dict[tuple[str | None, str], Any] = {}  # (name, type) -> its counter's child
+
+
 def graphql_operation(name: str | None, kind: str) -> None:
-    GRAPHQL_OPERATIONS.labels(operation_name(name), kind).inc()
+    # The child by the raw name, looked up once: ``labels`` takes a lock and checks every value.
+    counted = _operations.get((name, kind))
+    if counted is None:
+        if len(_operations) > 4 * MAX_OPERATION_NAMES:  # names past the cap all map to "other"
+            _operations.clear()
+        counted = _operations[(name, kind)] = GRAPHQL_OPERATIONS.labels(operation_name(name), kind)
+    counted.inc()
 
 
 def graphql_error(code: str) -> None:

@@ -56,13 +56,8 @@ class FrontDoor:
         await self.app(scope, receive, send)
 
     async def _video(self, uuid: str, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":  # the first one, as Starlette's Headers.get
-                authorization = value.decode("latin-1")
-                break
         try:
-            body = await video_body(scope["app"].state, authorization, uuid)
+            body = await video_body(scope, uuid)
         except Exception as exc:
             await self._handle(exc, scope, receive, send)
             return

@@ -1,9 +1,7 @@
 """``/metrics`` for Prometheus, and the HTTP instruments: requests by route template, latency.
 
-``HttpMetrics`` is the outermost middleware: it sees every response, the request context's 500s
-included, and counts open WebSockets. Routes are labelled by template (``/api/v1/video/{uuid}``),
-never by raw path; anything unrouted is ``other``. Children of the labelled instruments are kept
-in dicts, so a request costs two dict reads, a counter increment and a histogram observation.
+Routes are labelled by template (``/api/v1/video/{uuid}``), never by raw path; anything unrouted
+is ``other``.
 """
 
 from __future__ import annotations
@@ -11,13 +9,12 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from kensa_gql import metrics
 from kensa_gql.api.rest import routes as rest
@@ -40,11 +37,12 @@ def _templates() -> tuple[dict[str, str], list[tuple[re.Pattern[str], str]]]:
     return exact, patterns
 
 
-class HttpMetrics:
-    """Pure ASGI: counts and times every HTTP response, and counts open WebSockets."""
+class HttpInstruments:
+    """The HTTP instruments' children by label values, looked up once: a request costs two dict
+    reads, a counter increment and a histogram observation. ``RequestContext`` (api/middleware.py),
+    the outermost middleware, calls it for every response (its own 500s included) and socket."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._exact, self._patterns = _templates()
         self._counted: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[tuple[str, str], Any] = {}
@@ -64,41 +62,20 @@ class HttpMetrics:
             return "/webhooks/{vendor}"
         return "other"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            metrics.WEBSOCKETS_OPEN.inc()
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                metrics.WEBSOCKETS_OPEN.dec()
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed)
-        finally:
-            elapsed = time.perf_counter() - started
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            route = self.route(scope["path"])
-            timed = self._timed.get((route, method))
-            if timed is None:
-                timed = self._timed[(route, method)] = metrics.HTTP_DURATION.labels(route, method)
-            timed.observe(elapsed)
-            counted = self._counted.get((route, method, status))
-            if counted is None:
-                counted = self._counted[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
-                    route, method, str(status))
-            counted.inc()
+    def observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        """One HTTP response (``status`` 0: none was sent, counted as the 500 it amounts to)."""
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        route = self.route(scope["path"])
+        timed = self._timed.get((route, method))
+        if timed is None:
+            timed = self._timed[(route, method)] = metrics.HTTP_DURATION.labels(route, method)
+        timed.observe(elapsed)
+        status = status or 500
+        counted = self._counted.get((route, method, status))
+        if counted is None:
+            counted = self._counted[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
+                route, method, str(status))
+        counted.inc()
 
 
 def _registry() -> CollectorRegistry:

@@ -22,13 +22,12 @@ hit sweeping every key) by expiry on read and a sweep once a window: the loop ha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,6 +36,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kensa_gql import metrics
+from kensa_gql.api import caller
 from kensa_gql.domain.errors import RateLimited, Unauthenticated, Unavailable
 from kensa_gql.services.accounts import Principal, bearer_token
 from kensa_gql.settings import Settings
@@ -80,15 +80,21 @@ class LeanMemoryStorage(MemoryStorage):
         return self.storage.get(key, 0)
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    """One hit's outcome: allowed or not, and what the headers tell the client."""
+    """One hit's outcome: allowed or not, and what the headers tell the client.
 
-    allowed: bool
-    policy: str
-    limit: int
-    remaining: int
-    reset: int  # seconds until the window starts again
+    A plain slotted class, not a frozen dataclass: one is made per request, and a frozen
+    dataclass sets each field through ``object.__setattr__``.
+    """
+
+    __slots__ = ("allowed", "limit", "policy", "remaining", "reset")
+
+    def __init__(self, allowed: bool, policy: str, limit: int, remaining: int, reset: int) -> None:
+        self.allowed = allowed
+        self.policy = policy
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset  # seconds until the window starts again
 
     @property
     def retry_after(self) -> int:
@@ -96,8 +102,14 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         # draft-ietf-httpapi-ratelimit-headers (-08 on): a named policy as a structured-field item.
-        return [(b"ratelimit-policy", f'"{self.policy}";q={self.limit};w={_WINDOW}'.encode()),
-                (b"ratelimit", f'"{self.policy}";r={self.remaining};t={self.reset}'.encode())]
+        return [_policy_header(self.policy, self.limit),
+                (b"ratelimit", b'"%s";r=%d;t=%d' % (self.policy.encode(), self.remaining, self.reset))]
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_header(policy: str, limit: int) -> tuple[bytes, bytes]:
+    """``RateLimit-Policy``: the same bytes for every request of a budget, made once."""
+    return b"ratelimit-policy", f'"{policy}";q={limit};w={_WINDOW}'.encode()
 
 
 class RateLimiter:
@@ -128,33 +140,50 @@ class RateLimiter:
             own = principal.generate_per_minute if policy == GENERATE else principal.requests_per_minute
         return self.defaults[policy] if own is None else own
 
-    async def hit(self, policy: str, identity: str, limit: int) -> Decision:
+    def hit_now(self, policy: str, identity: str, limit: int) -> Decision | None:
+        """``hit`` without an await when the counters are in this process; None when they are in Redis."""
+        memory = self._memory
+        if memory is None:
+            return None
         key = self._keys.get((policy, limit, identity))
         if key is None:
-            if len(self._keys) > 100_000:  # identities come and go: a cache, never a leak
-                self._keys.clear()
-            item = RateLimitItemPerMinute(limit, namespace=policy)
-            key = self._keys[(policy, limit, identity)] = item.key_for(identity)
-        # limits' FixedWindowRateLimiter.hit and get_window_stats: in memory one call without an
-        # await (the storage methods are wrapped for errors: a layer per call); Redis, the two reads.
-        if self._memory is not None:
-            count, expires = self._memory.count(key, _WINDOW)
-        else:
-            try:
-                count = await self.storage.incr(key, _WINDOW)
-                expires = await self.storage.get_expiry(key)
-            except Exception as exc:
-                # Redis away: serve unlimited rather than fail every request; say so now and then.
-                now = time.monotonic()
-                if now >= self._warn_at:
-                    self._warn_at = now + 10
-                    log.warning("rate limits not enforced: their Redis storage failed (%s)", exc)
-                return Decision(True, policy, limit, limit, _WINDOW)
+            key = self._key(policy, limit, identity)
+        # limits' FixedWindowRateLimiter.hit and get_window_stats in one call (the storage's own
+        # methods are wrapped for errors: a layer per call).
+        count, expires = memory.count(key, _WINDOW)
         reset = math.ceil(expires - time.time())
         return Decision(count <= limit, policy, limit, max(0, limit - count), min(max(0, reset), _WINDOW))
 
+    async def hit(self, policy: str, identity: str, limit: int) -> Decision:
+        decided = self.hit_now(policy, identity, limit)
+        if decided is not None:
+            return decided
+        key = self._keys.get((policy, limit, identity)) or self._key(policy, limit, identity)
+        try:  # Redis: limits' two reads
+            count = await self.storage.incr(key, _WINDOW)
+            expires = await self.storage.get_expiry(key)
+        except Exception as exc:
+            # Redis away: serve unlimited rather than fail every request; say so now and then.
+            now = time.monotonic()
+            if now >= self._warn_at:
+                self._warn_at = now + 10
+                log.warning("rate limits not enforced: their Redis storage failed (%s)", exc)
+            return Decision(True, policy, limit, limit, _WINDOW)
+        reset = math.ceil(expires - time.time())
+        return Decision(count <= limit, policy, limit, max(0, limit - count), min(max(0, reset), _WINDOW))
+
+    def _key(self, policy: str, limit: int, identity: str) -> str:
+        if len(self._keys) > 100_000:  # identities come and go: a cache, never a leak
+            self._keys.clear()
+        item = RateLimitItemPerMinute(limit, namespace=policy)
+        key = self._keys[(policy, limit, identity)] = item.key_for(identity)
+        return key
+
     async def hit_user(self, policy: str, principal: Principal) -> Decision:
         return await self.hit(policy, str(principal.user_id), self.budget(policy, principal))
+
+    def hit_user_now(self, policy: str, principal: Principal) -> Decision | None:
+        return self.hit_now(policy, str(principal.user_id), self.budget(policy, principal))
 
     def client_address(self, scope: Scope) -> str:
         """The peer's address; behind a trusted proxy, the last X-Forwarded-For hop it did not add."""
@@ -213,13 +242,6 @@ async def check_operation(scope: Scope, principal: Principal | None) -> RateLimi
     return None if decision.allowed else refused(decision)
 
 
-def _authorization(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":  # the first one, as Starlette's Headers.get
-            return value.decode("latin-1")
-    return None
-
-
 class Throttle:
     """Pure ASGI: counts every /api/v1 and /graphql HTTP request against its budget."""
 
@@ -236,21 +258,28 @@ class Throttle:
         if limiter is None or not (graphql or path.startswith("/api/v1/")):
             await self.app(scope, receive, send)
             return
-        key = bearer_token(_authorization(scope["headers"]))
+        key = bearer_token(caller.authorization(scope))
         principal = None
         if key is not None:
-            try:
-                principal = await scope["app"].state.authenticator.authenticate(key)
-            except Unauthenticated:
-                pass
-            except Unavailable:  # the route answers 503 itself
-                await self.app(scope, receive, send)
-                return
+            authenticator = scope["app"].state.authenticator
+            principal = authenticator.known(key)
+            if principal is None:
+                try:
+                    principal = await authenticator.authenticate(key)
+                except Unauthenticated:
+                    pass
+                except Unavailable:  # the route answers 503 itself
+                    await self.app(scope, receive, send)
+                    return
+            if principal is not None:
+                caller.remember(scope, principal)
         if principal is None:
-            decision = await limiter.hit(ANONYMOUS, limiter.client_address(scope), limiter.defaults[ANONYMOUS])
+            address = limiter.client_address(scope)
+            limit = limiter.defaults[ANONYMOUS]
+            decision = limiter.hit_now(ANONYMOUS, address, limit) or await limiter.hit(ANONYMOUS, address, limit)
         else:
             policy = GENERATE if path == _GENERATE_PATH and scope["method"] == "POST" else REQUESTS
-            decision = await limiter.hit_user(policy, principal)
+            decision = limiter.hit_user_now(policy, principal) or await limiter.hit_user(policy, principal)
         headers = decision.headers()
         if not decision.allowed:
             await _refuse(decision, headers, graphql, send)

@@ -209,6 +209,13 @@ class Authenticator:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._refreshing: dict[str, asyncio.Future[Principal]] = {}
 
+    def known(self, key: str) -> Principal | None:
+        """The key's principal if it is remembered and fresh: ``authenticate``'s hot path, without an await."""
+        if not _KEY_SHAPE.match(key):
+            return None
+        hit = self._cache.get(_hash(key))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     async def authenticate(self, key: str | None) -> Principal:
         if not key or not _KEY_SHAPE.match(key):
             raise Unauthenticated()

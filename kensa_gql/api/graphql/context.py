@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from kensa_gql import logs
+from kensa_gql.api import caller
 from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
@@ -43,7 +44,11 @@ def presented_key(connection: HTTPConnection, params: Mapping[str, Any] | None =
 async def authenticate(connection: HTTPConnection, params: Mapping[str, Any] | None = None) -> Principal:
     """The caller's principal, from the connection_init payload or else the Authorization header."""
     authenticator: Authenticator = connection.app.state.authenticator
-    principal = await authenticator.authenticate(presented_key(connection, params))
+    header = _authorization_param(params)
+    if header is None:  # the request's own header, which the rate limiter may have verified already
+        principal = await caller.authenticate(connection.scope, authenticator)
+    else:
+        principal = await authenticator.authenticate(bearer_token(header))
     logs.note(user_id=principal.user_id)
     return principal
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import orjson
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from kensa_gql import logs
-from kensa_gql.api import render
+from kensa_gql.api import caller, render
 from kensa_gql.api.payloads import JSONTooDeep, declared_too_large, loads
 from kensa_gql.api.responses import FastJSONResponse
 from kensa_gql.api.rest.openapi import OPENAPI_PATH, openapi_document
@@ -22,7 +22,7 @@ from kensa_gql.domain.errors import BadUserInput, NotFound, PayloadTooLarge
 from kensa_gql.domain.paging import Page, page_of
 from kensa_gql.domain.videos import Video
 from kensa_gql.services import accounts, following, videos
-from kensa_gql.services.accounts import Principal, bearer_token
+from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
 
 MAX_BODY_BYTES = 64 * 1024
@@ -58,8 +58,7 @@ def _deps(request: Request) -> Deps:
 
 
 async def _principal(request: Request) -> Principal:
-    authenticator: accounts.Authenticator = request.app.state.authenticator
-    principal = await authenticator.authenticate(bearer_token(request.headers.get("authorization")))
+    principal = await caller.authenticate(request.scope, request.app.state.authenticator)
     logs.note(user_id=principal.user_id)
     return principal
 
@@ -162,14 +161,14 @@ async def task_status(request: Request) -> Response:
 
 
 async def get_video(request: Request) -> Response:
-    body = await video_body(request.app.state, request.headers.get("authorization"), request.path_params["uuid"])
+    body = await video_body(request.scope, request.path_params["uuid"])
     return Response(body, media_type=FastJSONResponse.media_type)
 
 
-async def video_body(state: State, authorization: str | None, uuid: str) -> bytes:
+async def video_body(scope: Scope, uuid: str) -> bytes:
     """``GET /video/{uuid}``'s answer, for the route above and the front door (``api/frontdoor.py``)."""
-    authenticator: accounts.Authenticator = state.authenticator
-    principal = await authenticator.authenticate(bearer_token(authorization))
+    state = scope["app"].state
+    principal = await caller.authenticate(scope, state.authenticator)
     logs.note(user_id=principal.user_id)
     video = await videos.get_video(uuid, principal, deps=state.deps)
     return orjson.dumps({"success": True, "data": render.video_detail(video)})

@@ -21,13 +21,13 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from kensa_gql import metrics
-from kensa_gql.api import render
+from kensa_gql.api import caller, render
 from kensa_gql.api.rest.errors import rendered
 from kensa_gql.domain.errors import NotFound
 from kensa_gql.domain.videos import Video
 from kensa_gql.services import following
 from kensa_gql.services import videos as service
-from kensa_gql.services.accounts import Authenticator, bearer_token
+from kensa_gql.services.accounts import Authenticator
 from kensa_gql.services.deps import Deps
 
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -49,13 +49,6 @@ def _last_event_id(scope: Scope) -> int | None:
     return None
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
-
-
 async def _gone(receive: Receive) -> bool:
     """Whether the client disconnected, without waiting (a pending receive is cancelled at once)."""
     with contextlib.suppress(TimeoutError):
@@ -73,7 +66,7 @@ class VideoEventStream:
         authenticator: Authenticator = state.authenticator
         uuid = scope["path_params"]["uuid"]
         try:
-            principal = await authenticator.authenticate(bearer_token(_authorization(scope)))
+            principal = await caller.authenticate(scope, authenticator)
             video = await service.get_video(uuid, principal, deps=deps)
         except Exception as exc:
             response = rendered(exc)
