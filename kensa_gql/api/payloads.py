@@ -98,6 +98,8 @@ def loads(data: str | bytes) -> Any:
 
 def too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
     """True if lists and objects nest in ``value`` more than ``limit`` levels (walked without recursion)."""
+    if type(value) is dict and not any(type(v) is dict or type(v) is list for v in value.values()):
+        return limit < 1  # flat, as most variables are: nothing to walk
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

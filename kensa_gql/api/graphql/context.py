@@ -110,8 +110,14 @@ class Context:
         """The authenticated caller; raises Unauthenticated. Looked up at most once per context."""
         if self._principal is not None:
             return self._principal
-        if self.connection.scope["type"] == "websocket":
+        scope = self.connection.scope
+        if scope["type"] == "websocket":
             raise Unauthenticated()  # connection_init signs every accepted socket in
+        known = caller.remembered(scope)  # verified by the rate limiter for this request
+        if known is not None:
+            logs.note(user_id=known.user_id)
+            self._principal = known
+            return known
         if self._authenticating is not None:
             # Several root fields may ask at once; they share one lookup.
             return await asyncio.shield(self._authenticating)

@@ -28,10 +28,11 @@ from strawberry import Schema
 from kensa_gql import logs, metrics, tracing
 from kensa_gql.api.graphql.fastpath.compiled import Fallback, NotCompiled
 from kensa_gql.api.graphql.fastpath.documents import Prepared, PreparedDocuments
-from kensa_gql.api.payloads import too_deep
+from kensa_gql.api.payloads import MAX_JSON_DEPTH, too_deep
 
 _STREAMING = (b"multipart/mixed", b"text/event-stream")
 _JSON = b"application/json"
+_FIELDS = frozenset({"query", "variables", "operationName", "extensions"})
 COMPILED = "compiled"
 
 
@@ -75,8 +76,11 @@ async def answer(answers: PostAnswers, scope: Scope, receive: Receive, send: Sen
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
     if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
         return False
-    if too_deep(data):  # a few nodes to walk: the query is one string
-        return False  # Strawberry's decode_json refuses it (view.py), as with the fast path off
+    # Strawberry's decode_json refuses a body nested too deep (view.py), as with the fast path off.
+    # The query and name are strings and there are no extensions: only the variables (and any
+    # keys of no meaning to GraphQL) can nest.
+    if (variables and too_deep(variables, MAX_JSON_DEPTH - 1)) or (not _FIELDS.issuperset(data) and too_deep(data)):
+        return False
     entry = documents.entry(query)
     chosen = None if entry is None else entry.operation(name)
     if entry is None or chosen is None:
