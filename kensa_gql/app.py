@@ -42,7 +42,7 @@ from kensa_gql.api import console, render
 from kensa_gql.api.frontdoor import FrontDoor
 from kensa_gql.api.graphql.view import graphql_app
 from kensa_gql.api.metrics import HttpInstruments, metrics_endpoint
-from kensa_gql.api.middleware import Preflight, RequestContext
+from kensa_gql.api.middleware import RequestContext
 from kensa_gql.api.ratelimits import RateLimiter, Throttle
 from kensa_gql.api.rest import docs as rest_docs
 from kensa_gql.api.rest import routes as rest
@@ -213,19 +213,20 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
           for folder in MEDIA_FOLDERS],
         *console.routes(console=settings.console, graphiql=settings.graphiql),
     ]
-    # Outermost: request ids, the access log, the 500 fallback and the HTTP metrics, for every response.
-    middleware = [Middleware(RequestContext, instruments=HttpInstruments() if settings.metrics else None)]
+    # Outermost: request ids, the access log, the 500 fallback and the HTTP metrics, for every response;
+    # without CORS also the preflight answer and the rate limits (one layer for all of them).
+    cors = bool(settings.cors_origins)
+    middleware = [Middleware(RequestContext, instruments=HttpInstruments() if settings.metrics else None,
+                             gate=not cors)]
     if tracing.enabled:  # outermost of all: the request's span is current for everything below it
         middleware.insert(0, Middleware(tracing.asgi_middleware))
-    if settings.cors_origins:
+    if cors:
         middleware.append(Middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                                      allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
                                      allow_headers=["authorization", "content-type", "idempotency-key", "cancel-after",
                                                     "prefer", "x-request-id"]))
-    else:
-        middleware.append(Middleware(Preflight))
-    # Inside CORS, so a 429 carries its headers too; before the front door, so every route pays it.
-    middleware.append(Middleware(Throttle))
+        # Inside CORS, so a 429 carries its headers too; before the front door, so every route pays it.
+        middleware.append(Middleware(Throttle))
     handlers: dict[Any, Any] = {KensaError: on_kensa_error, HTTPException: on_http_error}
     # Innermost, inside the request context and CORS: the hottest routes skip Starlette's
     # exception layer and router, and nothing else changes (api/frontdoor.py). GraphQL POSTs

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kensa_gql import logs, metrics, tracing
 from kensa_gql.api.metrics import HttpInstruments
+from kensa_gql.api.ratelimits import admit
 
 log = logging.getLogger("kensa_gql.access")
 errors = logging.getLogger("kensa_gql.errors")
@@ -30,9 +31,13 @@ class RequestContext:
     clock it already reads for the access log. One layer and one send wrapper for all of it.
     """
 
-    def __init__(self, app: ASGIApp, *, instruments: HttpInstruments | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, instruments: HttpInstruments | None = None, gate: bool = False) -> None:
         self.app = app
         self.instruments = instruments
+        # gate: answer CORS preflights (is_preflight) and count rate limits (ratelimits.admit) here
+        # too, rather than in layers of their own; only without CORS, whose middleware must sit
+        # between this one and the rate limits.
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,17 +68,29 @@ class RequestContext:
         started = time.perf_counter()
         status = 0
         header = (b"x-request-id", request_id.encode())
+        added = [header]
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         try:
-            # A WebSocket sends no http.response.start: no wrapper to keep alive for its lifetime.
-            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+            if scope["type"] != "http":
+                # A WebSocket sends no http.response.start: no wrapper to keep alive for its lifetime.
+                await self.app(scope, receive, send)
+                return
+            if self.gate:
+                if is_preflight(scope):
+                    await answer_preflight(send_with_id)
+                    return
+                limited = await admit(scope, send_with_id)
+                if limited is None:
+                    return  # refused: the 429 went out
+                added = [*limited, header]
+            await self.app(scope, receive, send_with_id)
         except Exception:
             errors.exception("unexpected error", extra={"request_id": request_id, "path": scope.get("path")})
             if scope["type"] == "http" and status == 0:
@@ -115,21 +132,19 @@ def route_template(scope: Scope) -> str:
     return "unmatched"
 
 
-class Preflight:
-    """Without KENSA_CORS_ORIGINS no origin is allowed, and a CORS preflight says so as CORS
-    expects: 204 without ``Access-Control-Allow-Origin`` (the browser then refuses the request
-    itself), never a 405 from whichever view the path belongs to. The legacy ``/api/v1`` mount
-    keeps answering exactly as it always has."""
+def is_preflight(scope: Scope) -> bool:
+    """A CORS preflight outside the legacy mount, with no KENSA_CORS_ORIGINS.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    No origin is allowed then, and a preflight hears so as CORS expects (``answer_preflight``):
+    204 without ``Access-Control-Allow-Origin`` (the browser then refuses the request itself),
+    never a 405 from whichever view the path belongs to. The legacy ``/api/v1`` mount keeps
+    answering exactly as it always has.
+    """
+    return scope["method"] == "OPTIONS" and not scope["path"].startswith("/api/v1") and any(
+        name == b"access-control-request-method" for name, _ in scope["headers"])
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "OPTIONS" and \
-                not scope["path"].startswith("/api/v1") and any(
-                name == b"access-control-request-method" for name, _ in scope["headers"]):
-            await send({"type": "http.response.start", "status": 204, "headers": [
-                (b"allow", b"GET, POST, DELETE, OPTIONS"), (b"vary", b"Origin")]})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await self.app(scope, receive, send)
+
+async def answer_preflight(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": [
+        (b"allow", b"GET, POST, DELETE, OPTIONS"), (b"vary", b"Origin")]})
+    await send({"type": "http.response.body", "body": b""})

@@ -6,9 +6,10 @@ user: REST, GraphQL over HTTP, each WebSocket operation) and ``anonymous`` (call
 key, per client address). A user's own budgets (``users set-limits``) ride on their Principal,
 so they cost no lookup of their own.
 
-The HTTP check is one pure-ASGI middleware, ``Throttle``, that every REST and GraphQL request
-passes before the front door or Starlette's router: it answers 429 itself (the REST envelope or a
-GraphQL error, ``RATE_LIMITED``, with ``Retry-After``) and adds the IETF httpapi draft's
+The HTTP check, ``admit``, runs for every REST and GraphQL request before the front door or
+Starlette's router (in the request context, or as the ``Throttle`` layer under CORS): it
+answers 429 itself (the REST envelope or a GraphQL error, ``RATE_LIMITED``, with
+``Retry-After``) and adds the IETF httpapi draft's
 ``RateLimit-Policy`` and ``RateLimit`` headers to every response it lets through. GraphQL's
 ``generateVideo`` (over HTTP or a socket) and socket operations are checked where they run,
 through ``check_generate`` and ``check_operation``.
@@ -242,47 +243,61 @@ async def check_operation(scope: Scope, principal: Principal | None) -> RateLimi
     return None if decision.allowed else refused(decision)
 
 
+async def admit(scope: Scope, send: Send) -> list[tuple[bytes, bytes]] | None:
+    """Count an HTTP request against its budget: the headers its response gets ([] when no budget
+    applies), or None when it is refused, its 429 sent through ``send``."""
+    path: str = scope["path"]
+    graphql = path == "/graphql"
+    limiter = _limiter(scope)
+    if limiter is None or scope["method"] == "OPTIONS" or not (graphql or path.startswith("/api/v1/")):
+        return []
+    key = bearer_token(caller.authorization(scope))
+    principal = None
+    if key is not None:
+        authenticator = scope["app"].state.authenticator
+        principal = authenticator.known(key)
+        if principal is None:
+            try:
+                principal = await authenticator.authenticate(key)
+            except Unauthenticated:
+                pass
+            except Unavailable:  # the route answers 503 itself
+                return []
+        if principal is not None:
+            caller.remember(scope, principal)
+    if principal is None:
+        address = limiter.client_address(scope)
+        limit = limiter.defaults[ANONYMOUS]
+        decision = limiter.hit_now(ANONYMOUS, address, limit) or await limiter.hit(ANONYMOUS, address, limit)
+    else:
+        policy = GENERATE if path == _GENERATE_PATH and scope["method"] == "POST" else REQUESTS
+        decision = limiter.hit_user_now(policy, principal) or await limiter.hit_user(policy, principal)
+    headers = decision.headers()
+    if not decision.allowed:
+        await _refuse(decision, headers, graphql, send)
+        return None
+    return headers
+
+
 class Throttle:
-    """Pure ASGI: counts every /api/v1 and /graphql HTTP request against its budget."""
+    """Pure ASGI: counts every /api/v1 and /graphql HTTP request against its budget.
+
+    Its own layer only where CORS must sit between the request context and it (a 429 then
+    carries CORS headers too); otherwise the request context calls ``admit`` itself.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        graphql = path == "/graphql"
-        limiter = _limiter(scope)
-        if limiter is None or not (graphql or path.startswith("/api/v1/")):
-            await self.app(scope, receive, send)
+        headers = await admit(scope, send)
+        if headers is None:
             return
-        key = bearer_token(caller.authorization(scope))
-        principal = None
-        if key is not None:
-            authenticator = scope["app"].state.authenticator
-            principal = authenticator.known(key)
-            if principal is None:
-                try:
-                    principal = await authenticator.authenticate(key)
-                except Unauthenticated:
-                    pass
-                except Unavailable:  # the route answers 503 itself
-                    await self.app(scope, receive, send)
-                    return
-            if principal is not None:
-                caller.remember(scope, principal)
-        if principal is None:
-            address = limiter.client_address(scope)
-            limit = limiter.defaults[ANONYMOUS]
-            decision = limiter.hit_now(ANONYMOUS, address, limit) or await limiter.hit(ANONYMOUS, address, limit)
-        else:
-            policy = GENERATE if path == _GENERATE_PATH and scope["method"] == "POST" else REQUESTS
-            decision = limiter.hit_user_now(policy, principal) or await limiter.hit_user(policy, principal)
-        headers = decision.headers()
-        if not decision.allowed:
-            await _refuse(decision, headers, graphql, send)
+        if not headers:
+            await self.app(scope, receive, send)
             return
 
         async def with_headers(message: Message) -> None:

@@ -63,6 +63,29 @@ async def test_rest_allows_exactly_the_budget_then_refuses_with_an_honest_retry_
     assert "3 requests per minute" in refused.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("cors", [False, True])
+async def test_every_answer_carries_its_request_id_and_under_cors_its_cors_headers_too(
+        serve: Serve, make_user: Any, cors: bool) -> None:
+    # Without CORS the request context itself counts the budget (one layer); with CORS the limiter
+    # is a layer of its own inside CORSMiddleware. Both must answer alike.
+    origin = "https://app.example"
+    server = serve(run_worker=False, rate_limit_requests_per_minute=1, cors_origins=[origin] if cors else [])
+    user: User = await make_user()
+    async with httpx.AsyncClient(base_url=server.url, headers={**user.headers, "Origin": origin}) as client:
+        allowed, refused = [await client.get("/api/v1/video/list", headers={"X-Request-Id": f"req-{i}-abcdef"})
+                            for i in range(2)]
+        preflight = await client.options("/graphql", headers={"Access-Control-Request-Method": "POST"})
+    assert (allowed.status_code, refused.status_code) == (200, 429)
+    for response, request_id in ((allowed, "req-0-abcdef"), (refused, "req-1-abcdef")):
+        assert response.headers["x-request-id"] == request_id
+        assert response.headers["ratelimit-policy"] == '"requests";q=1;w=60'
+        assert response.headers.get_list("ratelimit") == [response.headers["ratelimit"]]  # sent once
+        assert response.headers.get("access-control-allow-origin") == (origin if cors else None)
+    assert preflight.status_code in (200, 204) and "ratelimit" not in preflight.headers
+    assert preflight.headers.get("access-control-allow-origin") == (origin if cors else None)
+    assert "x-request-id" in preflight.headers
+
+
 async def test_generates_share_one_budget_over_rest_and_graphql(serve: Serve, make_user: Any) -> None:
     server = serve(run_worker=False, rate_limit_generate_per_minute=2)
     user: User = await make_user(credits=1000)
