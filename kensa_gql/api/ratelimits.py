@@ -59,9 +59,10 @@ class LeanMemoryStorage(MemoryStorage):
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         return self.count(key, expiry, amount)[0]
 
-    def count(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
+    def count(self, key: str, expiry: float, amount: int = 1, now: float | None = None) -> tuple[int, float]:
         """Add ``amount`` to the key's window; its count and when the window ends. No await: the hot path's."""
-        now = time.time()
+        if now is None:
+            now = time.time()
         if now >= self._sweep_at:  # forget windows nobody touched again: memory stays bounded
             self._sweep_at = now + _WINDOW
             for gone in [k for k, at in self.expirations.items() if at <= now]:
@@ -151,8 +152,9 @@ class RateLimiter:
             key = self._key(policy, limit, identity)
         # limits' FixedWindowRateLimiter.hit and get_window_stats in one call (the storage's own
         # methods are wrapped for errors: a layer per call).
-        count, expires = memory.count(key, _WINDOW)
-        reset = math.ceil(expires - time.time())
+        now = time.time()
+        count, expires = memory.count(key, _WINDOW, now=now)
+        reset = math.ceil(expires - now)
         return Decision(count <= limit, policy, limit, max(0, limit - count), min(max(0, reset), _WINDOW))
 
     async def hit(self, policy: str, identity: str, limit: int) -> Decision:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import operator
 import sqlite3
 import threading
 import time
@@ -54,8 +55,15 @@ class _Compiled:
         self.order = tuple(compiled.positiontup or ())
         # Constants of the statement itself (the 0 of a coalesce) are bound parameters too.
         self.constants = {name: value for name, value in compiled.params.items() if value is not None}
+        # The common case, every parameter given and more than one: itemgetter makes the tuple in C.
+        self._take = operator.itemgetter(*self.order) if len(self.order) > 1 else None
 
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self._take is not None and not self.constants:
+            try:
+                return self._take(params)  # type: ignore[no-any-return]
+            except KeyError:
+                pass  # a parameter missing: the general way below says which
         return tuple(params[name] if name in params else self.constants[name] for name in self.order)
 
 
