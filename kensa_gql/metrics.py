@@ -9,24 +9,42 @@ templates, operation names from a capped set, codes, statuses and vendor names.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from kensa_gql.metrics_lean import LeanCounter, LeanHistogram
 
 # Latency buckets from a cached read (~1 ms) to a slow provider call.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-HTTP_REQUESTS = Counter("kensa_http_requests", "HTTP requests answered, by route template, method and status",
-                        ["route", "method", "status"])
-HTTP_DURATION = Histogram("kensa_http_request_duration_seconds", "Time to answer an HTTP request",
-                          ["route", "method"], buckets=_BUCKETS)
+# The instruments every request touches: kept lean (metrics_lean.py) in a single process, unless
+# KENSA_LEAN_METRICS=false; several processes share values through prometheus_client's files.
+LEAN = not os.environ.get("PROMETHEUS_MULTIPROC_DIR") and os.environ.get("KENSA_LEAN_METRICS", "").lower() not in (
+    "false", "0", "no", "off")
+_HTTP_REQUESTS = ("kensa_http_requests", "HTTP requests answered, by route template, method and status",
+                  ("route", "method", "status"))
+_HTTP_DURATION = ("kensa_http_request_duration_seconds", "Time to answer an HTTP request", ("route", "method"))
+_GRAPHQL_OPERATIONS = ("kensa_graphql_operations", "GraphQL operations run, by name and type", ("operation", "type"))
+HTTP_REQUESTS: Any
+HTTP_DURATION: Any
+GRAPHQL_OPERATIONS: Any
+if LEAN:
+    HTTP_REQUESTS = LeanCounter(*_HTTP_REQUESTS)
+    HTTP_DURATION = LeanHistogram(*_HTTP_DURATION, buckets=_BUCKETS)
+    GRAPHQL_OPERATIONS = LeanCounter(*_GRAPHQL_OPERATIONS)
+    for _lean in (HTTP_REQUESTS, HTTP_DURATION, GRAPHQL_OPERATIONS):
+        REGISTRY.register(_lean)
+else:
+    HTTP_REQUESTS = Counter(*_HTTP_REQUESTS)
+    HTTP_DURATION = Histogram(*_HTTP_DURATION, buckets=_BUCKETS)
+    GRAPHQL_OPERATIONS = Counter(*_GRAPHQL_OPERATIONS)
 RATE_LIMITED = Counter("kensa_rate_limited", "Requests and operations refused by a rate limit", ["policy"])
-GRAPHQL_OPERATIONS = Counter("kensa_graphql_operations", "GraphQL operations run, by name and type",
-                             ["operation", "type"])
 GRAPHQL_ERRORS = Counter("kensa_graphql_errors", "GraphQL errors returned, by extensions.code", ["code"])
 WEBSOCKETS_OPEN = Gauge("kensa_websockets_open", "WebSocket connections open", multiprocess_mode="livesum")
 SUBSCRIPTIONS_ACTIVE = Gauge("kensa_subscriptions_active", "videoStatus subscriptions being followed",
@@ -71,16 +89,41 @@ def operation_name(name: str | None) -> str:
     return name
 
 
-_operations: dict[tuple[str | None, str], Any] = {}  # (name, type) -> its counter's child
+_operations: dict[tuple[str | None, str], Any] = {}  # (name, type) -> its labels (lean) or child (stock)
 
 
 def graphql_operation(name: str | None, kind: str) -> None:
-    # The child by the raw name, looked up once: ``labels`` takes a lock and checks every value.
-    counted = _operations.get((name, kind))
+    # Looked up once by the raw name: ``labels`` takes a lock and checks every value.
+    counted: Any = _operations.get((name, kind))
     if counted is None:
         if len(_operations) > 4 * MAX_OPERATION_NAMES:  # names past the cap all map to "other"
             _operations.clear()
-        counted = _operations[(name, kind)] = GRAPHQL_OPERATIONS.labels(operation_name(name), kind)
+        labels = (operation_name(name), kind)
+        counted = labels if LEAN else GRAPHQL_OPERATIONS.labels(*labels)
+        _operations[(name, kind)] = counted
+    if LEAN:
+        GRAPHQL_OPERATIONS.inc(counted)
+    else:
+        counted.inc()
+
+
+_timed: dict[tuple[str, str], Any] = {}
+_counted: dict[tuple[str, str, int], Any] = {}
+
+
+def http_request(route: str, method: str, status: int, elapsed: float) -> None:
+    """One HTTP response: ``route`` a template and ``method`` one of a fixed set (bounded labels)."""
+    if LEAN:
+        HTTP_DURATION.observe((route, method), elapsed)
+        HTTP_REQUESTS.inc((route, method, str(status)))
+        return
+    timed = _timed.get((route, method))
+    if timed is None:
+        timed = _timed[(route, method)] = HTTP_DURATION.labels(route, method)
+    timed.observe(elapsed)
+    counted = _counted.get((route, method, status))
+    if counted is None:
+        counted = _counted[(route, method, status)] = HTTP_REQUESTS.labels(route, method, str(status))
     counted.inc()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.requests import Request
@@ -38,14 +37,12 @@ def _templates() -> tuple[dict[str, str], list[tuple[re.Pattern[str], str]]]:
 
 
 class HttpInstruments:
-    """The HTTP instruments' children by label values, looked up once: a request costs two dict
-    reads, a counter increment and a histogram observation. ``RequestContext`` (api/middleware.py),
-    the outermost middleware, calls it for every response (its own 500s included) and socket."""
+    """Each HTTP response counted and timed by route template (kensa_gql/metrics.py ``http_request``).
+    ``RequestContext`` (api/middleware.py), the outermost middleware, calls it for every response,
+    its own 500s included."""
 
     def __init__(self) -> None:
         self._exact, self._patterns = _templates()
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
 
     def route(self, path: str) -> str:
         template = self._exact.get(path)
@@ -65,17 +62,7 @@ class HttpInstruments:
     def observe(self, scope: Scope, status: int, elapsed: float) -> None:
         """One HTTP response (``status`` 0: none was sent, counted as the 500 it amounts to)."""
         method = scope["method"] if scope["method"] in _METHODS else "other"
-        route = self.route(scope["path"])
-        timed = self._timed.get((route, method))
-        if timed is None:
-            timed = self._timed[(route, method)] = metrics.HTTP_DURATION.labels(route, method)
-        timed.observe(elapsed)
-        status = status or 500
-        counted = self._counted.get((route, method, status))
-        if counted is None:
-            counted = self._counted[(route, method, status)] = metrics.HTTP_REQUESTS.labels(
-                route, method, str(status))
-        counted.inc()
+        metrics.http_request(self.route(scope["path"]), method, status or 500, elapsed)
 
 
 def _registry() -> CollectorRegistry:
