@@ -130,7 +130,7 @@ async def place_of(video: domain.Video, *, deps: Deps) -> int | None:
 async def follow(uuid: str, principal: Principal, *,
                  deps: Deps) -> AsyncIterator[tuple[domain.Video, int | None]]:
     """The video now, then each change that is news or move of its queue place, until a terminal
-    status (NotFound if deleted); each with its queue place when known (None: ask when needed)."""
+    status (NotFound if deleted); each with its queue place (None unless it waits)."""
     async with Watch(uuid, deps.watchers, places=True) as watch:
         snapshot = await service.get_video(uuid, principal, deps=deps)
         place = await place_of(snapshot, deps=deps)
@@ -143,7 +143,8 @@ async def follow(uuid: str, principal: Principal, *,
             if isinstance(change, Moved):
                 yield change.video, change.place
             elif following.news(change):
-                yield change, None
+                # Read now: the event is executed from what is yielded, and nothing reads it later.
+                yield change, await place_of(change, deps=deps)
 
 
 async def until_finished(uuid: str, principal: Principal, *, seconds: float, deps: Deps) -> domain.Video:

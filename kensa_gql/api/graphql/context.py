@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection
-from strawberry.dataloader import DataLoader
 
 from kensa_gql import logs
 from kensa_gql.api import caller
@@ -20,7 +19,6 @@ from kensa_gql.domain.errors import Unauthenticated
 from kensa_gql.services.accounts import Authenticator, Principal, bearer_token
 from kensa_gql.services.deps import Deps
 from kensa_gql.services.sessions import Sessions
-from kensa_gql.services.videos import queue_positions
 
 
 def _authorization_param(params: Mapping[str, Any] | None) -> str | None:
@@ -76,23 +74,6 @@ class Context:
         self.request_id: str | None = connection.scope.get("state", {}).get("request_id")
         self._principal: Principal | None = None
         self._authenticating: asyncio.Future[Principal] | None = None
-        self._queue_positions: DataLoader[str, int | None] | None = None
-
-    @property
-    def queue_positions(self) -> DataLoader[str, int | None]:
-        """Queue positions by video uuid, batched: a page of PENDING videos asks once.
-
-        Not cached: a socket's context outlives one operation, and positions move.
-        """
-        if self._queue_positions is None:
-            deps = self.deps
-
-            async def load(uuids: list[str]) -> list[int | None]:
-                found = await queue_positions(uuids, deps=deps)
-                return [found.get(uuid) for uuid in uuids]
-
-            self._queue_positions = DataLoader(load, cache=False)
-        return self._queue_positions
 
     @property
     def signed_in(self) -> Principal | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Annotated, Any
 
 import strawberry
@@ -12,6 +12,7 @@ from strawberry.types import Info
 from kensa_gql.api import render
 from kensa_gql.api.graphql.arguments import PageArg, PageSizeArg, UuidArg
 from kensa_gql.api.graphql.context import Context
+from kensa_gql.api.graphql.selections import asks_for
 from kensa_gql.api.graphql.webhooks import WebhookEvent, event_names
 from kensa_gql.api.ratelimits import check_generate
 from kensa_gql.domain import videos as domain
@@ -100,20 +101,14 @@ class Video:
     failure: Failure | None = strawberry.field(
         description="Why it failed or was cancelled, with a code clients can branch on; null otherwise.")
 
-    @strawberry.field(description="While PENDING and not yet started: its place in this deployment's queue, "
-                                  "1 = started next (every user's first waiting video goes before anyone's "
-                                  "next, and a user's videos over their running cap wait their turn). "
-                                  "Null once started. `videoStatus` sends an event whenever it moves.")
-    def queue_position(self, info: Info[Context, None]) -> int | None:
-        # Synchronous unless it must read: an event of a started video, or one whose place is known,
-        # executes without awaiting (the fast path then encodes it once for all its subscribers).
-        if self.status is not VideoStatus.PENDING:
-            return None
-        known = vars(self).get("_place")  # a subscription event's, read for all its subscribers at once
-        if known is not None:
-            return int(known)
-        # graphql-core awaits what a resolver returns when it is awaitable.
-        return info.context.queue_positions.load(self.uuid)  # type: ignore[return-value]
+    # A plain field, filled in by whoever builds the Video (``with_places``, ``placed``): a resolver
+    # here would keep every list of videos that selects it off the fast path's compiled plans.
+    queue_position: int | None = strawberry.field(
+        default=None,
+        description="While PENDING and not yet started: its place in this deployment's queue, "
+                    "1 = started next (every user's first waiting video goes before anyone's "
+                    "next, and a user's videos over their running cap wait their turn). "
+                    "Null once started. `videoStatus` sends an event whenever it moves.")
 
     @classmethod
     def from_domain(cls, v: domain.Video) -> Video:
@@ -130,16 +125,29 @@ class Video:
             "created_at": _iso(v.created_at_ms),
             "completed_at": None if v.completed_at_ms is None else _iso(v.completed_at_ms),
             "error_message": v.error_message,
-            "failure": Failure.of(v)}
+            "failure": Failure.of(v), "queue_position": None}
         return video
 
     @classmethod
     def placed(cls, v: domain.Video, place: int | None) -> Video:
-        """``from_domain``, with the queue place already known (None: read when asked)."""
+        """``from_domain`` with its queue place (None: not waiting, or started)."""
         video = cls.from_domain(v)
-        if place is not None:
-            video.__dict__["_place"] = place
+        video.queue_position = place
         return video
+
+
+async def with_places(items: Sequence[domain.Video], info: Info[Context, None], *path: str) -> list[Video]:
+    """The videos as GraphQL types, with their queue places if any waits and the selection asks for
+    ``queuePosition`` at ``path`` below the resolving field: one read for them all, none otherwise."""
+    built = [Video.from_domain(v) for v in items]
+    waiting = [v.uuid for v in items if v.status is domain.VideoStatus.PENDING]
+    # The selection is looked at only now: most pages hold no waiting video and never pay for it.
+    if waiting and asks_for(info, *path, "queuePosition"):
+        places = await service.queue_positions(waiting, deps=info.context.deps)
+        for video in built:
+            if video.status is VideoStatus.PENDING:
+                video.queue_position = places.get(video.uuid)
+    return built
 
 
 @strawberry.type(description="A video's status alone: cheap to poll.")
@@ -243,7 +251,7 @@ class VideoQueries:
         principal = await info.context.principal()
         paging = page_of(page, page_size)
         items, total = await service.list_videos(principal, paging, deps=info.context.deps)
-        return VideoPage(videos=[Video.from_domain(v) for v in items], total=total, page=paging.page,
+        return VideoPage(videos=await with_places(items, info, "videos"), total=total, page=paging.page,
                          page_size=paging.page_size)
 
     @strawberry.field(description="The exact credits `generateVideo` would charge for this input, checked as it "
@@ -256,7 +264,7 @@ class VideoQueries:
     @strawberry.field(description="One of the caller's videos; null when unknown, deleted or not theirs.")
     async def video(self, info: Info[Context, None], uuid: UuidArg) -> Video | None:
         video = await service.find_video(uuid, await info.context.principal(), deps=info.context.deps)
-        return None if video is None else Video.from_domain(video)
+        return None if video is None else (await with_places([video], info))[0]
 
     @strawberry.field(description="A video's status alone; null when unknown, deleted or not the caller's.")
     async def video_task(self, info: Info[Context, None], uuid: UuidArg) -> VideoTask | None:
@@ -272,20 +280,21 @@ class VideoMutations:
         await check_generate(info.context.connection.scope, principal)
         result = await service.generate_video(input.as_request(), principal, idempotency_key=input.key,
                                               deadline_seconds=input.deadline, deps=info.context.deps)
-        return Video.from_domain(result.video)
+        return (await with_places([result.video], info))[0]
 
     @strawberry.mutation(description="Stop one of the caller's videos: it ends CANCELLED and is never charged "
                                      "(its credits are given back). Idempotent.")
     async def cancel_video(self, info: Info[Context, None], uuid: UuidArg) -> CancelResult:
         result = await service.cancel_video(uuid, await info.context.principal(), deps=info.context.deps)
         return CancelResult(outcome=CancelOutcome(result.outcome.value),
+                            # terminal (cancelled or already finished): no queue place to read
                             video=None if result.video is None else Video.from_domain(result.video))
 
     @strawberry.mutation(description="Make a failed or cancelled video again with the same parameters (a new "
                                      "video and a new charge); BAD_USER_INPUT when its failure is not retryable.")
     async def retry_video(self, info: Info[Context, None], uuid: UuidArg) -> Video:
         result = await service.retry_video(uuid, await info.context.principal(), deps=info.context.deps)
-        return Video.from_domain(result.video)
+        return (await with_places([result.video], info))[0]
 
     @strawberry.mutation(
         description="Delete one of the caller's videos (one still in flight is cancelled first and never paid).")

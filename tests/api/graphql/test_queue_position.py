@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,17 @@ from tests.api.graphql.asgi_sockets import LEGACY_WS, REQUEST, TRANSPORT_WS, Gat
 LIST = "query { videos(pageSize: 20) { videos { uuid status queuePosition } } }"
 ONE = "query One($uuid: ID!) { video(uuid: $uuid) { uuid queuePosition } }"
 FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status queuePosition } }"
+# The same page, asking for queuePosition in other ways, or not at all.
+SPREAD = """fragment Place on Video { status queuePosition }
+query Spread { videos(pageSize: 20) { videos { uuid ...Place } } }"""
+INLINE = "query Inline { videos(pageSize: 20) { ... on VideoPage { videos { uuid ... on Video { queuePosition } } } } }"
+ALIASED = "query Aliased { page: videos(pageSize: 20) { all: videos { uuid place: queuePosition } } }"
+UNASKED = "query Unasked { videos(pageSize: 20) { videos { uuid status } } }"
+SKIPPED = "query Skipped($on: Boolean!) { videos(pageSize: 20) { videos { uuid queuePosition @include(if: $on) } } }"
+GENERATE = "mutation Generate($input: GenerateVideoInput!) { generateVideo(input: $input) { uuid queuePosition } }"
+RETRY = """mutation Retry($uuid: ID!) { retryVideo(uuid: $uuid) { uuid ...Place } }
+fragment Place on Video { queuePosition }"""
+CANCEL = "mutation Cancel($uuid: ID!) { cancelVideo(uuid: $uuid) { video { uuid status queuePosition } } }"
 
 
 @pytest.fixture
@@ -69,6 +81,54 @@ async def test_pending_videos_show_their_place_in_claim_order(gateway: Gateway, 
         assert sum("row_number" in s.lower() for s in statements) == 1, statements
         # the other user's first video goes second, before the owner's second
         assert (await post(gateway, other.key, ONE, {"uuid": theirs}))["video"]["queuePosition"] == 2
+
+
+def _places(data: Any) -> dict[str, Any]:
+    """uuid -> queuePosition of a page answered under any of the aliases above."""
+    page = data.get("videos") or data["page"]
+    return {v["uuid"]: v.get("queuePosition", v.get("place", "absent")) for v in page.get("videos") or page["all"]}
+
+
+@pytest.mark.parametrize(("query", "variables", "reads"), [
+    (SPREAD, None, 1), (INLINE, None, 1), (ALIASED, None, 1), (SKIPPED, {"on": True}, 1),
+    (UNASKED, None, 0), (SKIPPED, {"on": False}, 0),
+])
+async def test_places_are_read_only_when_the_selection_asks_for_them(
+        gateway: Gateway, statements: list[str], query: str, variables: dict[str, Any] | None, reads: int) -> None:
+    # given the owner's waiting video and a second one
+    deps = gateway.app.state.deps
+    owner = await gateway.app.state.authenticator.authenticate(gateway.key)
+    second = (await videos.generate_video(REQUEST, owner, deps=deps)).video.uuid
+    for _ in range(2):  # Strawberry's path, then the compiled plan's
+        statements.clear()
+        # when the page is asked for
+        places = _places(await post(gateway, gateway.key, query, variables))
+        # then the places are there, through fragments and aliases, read in one statement, or not read at all
+        assert places == ({gateway.uuid: 1, second: 2} if reads else {gateway.uuid: "absent", second: "absent"})
+        assert sum("row_number" in s.lower() for s in statements) == reads, statements
+
+
+async def test_a_page_without_waiting_videos_reads_no_place(gateway: Gateway, statements: list[str]) -> None:
+    # given the owner's only video cancelled
+    deps = gateway.app.state.deps
+    await videos.cancel_video(gateway.uuid, await gateway.app.state.authenticator.authenticate(gateway.key), deps=deps)
+    for _ in range(2):
+        statements.clear()
+        assert (await post(gateway, gateway.key, LIST))["videos"]["videos"][0]["queuePosition"] is None
+        assert not any("row_number" in s.lower() for s in statements), statements
+
+
+async def test_mutations_that_queue_a_video_return_its_place(gateway: Gateway) -> None:
+    # when the owner, whose first video waits, queues another
+    made = (await post(gateway, gateway.key, GENERATE, {"input": REQUEST}))["generateVideo"]
+    # then it waits second
+    assert made["queuePosition"] == 2
+    # when they cancel it: it has no place any more
+    cancelled = (await post(gateway, gateway.key, CANCEL, {"uuid": made["uuid"]}))["cancelVideo"]["video"]
+    assert cancelled == {"uuid": made["uuid"], "status": "CANCELLED", "queuePosition": None}
+    # when they retry it, asking for the place through a fragment: the new video waits second
+    retried = (await post(gateway, gateway.key, RETRY, {"uuid": made["uuid"]}))["retryVideo"]
+    assert retried["uuid"] != made["uuid"] and retried["queuePosition"] == 2
 
 
 async def test_a_started_video_has_no_position_and_the_subscription_shows_it(gateway: Gateway) -> None:
@@ -144,4 +204,27 @@ async def test_a_subscriber_hears_each_move_of_its_place_and_nothing_else(gatewa
         assert message["type"] == "complete", message
         completed.append(message["id"])
     assert sorted(completed) == list(ids)
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_change_of_a_waiting_video_carries_its_place(gateway: Gateway, protocol: str) -> None:
+    # given the owner's waiting video, followed twice (Strawberry's path, then the lean subscriber's when on)
+    deps = gateway.app.state.deps
+    owner = await gateway.app.state.authenticator.authenticate(gateway.key)
+    client = await gateway.connect(protocol)
+    start, data = ("subscribe", "next") if protocol == TRANSPORT_WS else ("start", "data")
+    for op in ("1", "2"):
+        client.say({"id": op, "type": start, "payload": {"query": FOLLOW, "variables": {"uuid": gateway.uuid}}})
+        assert (await client.receive())["payload"]["data"]["videoStatus"]["queuePosition"] == 1
+    # when a change of it that is news is published while it still waits (its place unknown to the event)
+    video = await videos.get_video(gateway.uuid, owner, deps=deps)
+    await deps.publisher.video_changed(dataclasses.replace(video, progress=1))
+    # then both operations send it with its place, read for the event
+    sent = {}
+    while len(sent) < 2:
+        message = await client.receive()
+        assert message["type"] == data, message
+        sent[message["id"]] = message["payload"]["data"]["videoStatus"]
+    assert sent == {op: {"uuid": gateway.uuid, "status": "PENDING", "queuePosition": 1} for op in ("1", "2")}
     await client.disconnect()

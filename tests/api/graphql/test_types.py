@@ -39,7 +39,7 @@ def test_from_domain_builds_what_the_constructor_builds(video: domain.Video) -> 
     shortcut = Video.from_domain(video)
     assert type(shortcut) is Video
     assert vars(shortcut) == vars(built)
-    # every field but those computed by a resolver when asked (queuePosition)
+    # every field (queuePosition too: None until its builder fills it in)
     assert list(vars(shortcut)) == [f.name for f in dataclasses.fields(Video)
                                     if getattr(f, "base_resolver", None) is None]
 

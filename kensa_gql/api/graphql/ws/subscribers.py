@@ -271,6 +271,8 @@ class Subscriber(Watcher):
             return text
         data = messages.get(self.feed)
         if data is None:
+            if place is None and video.status is domain.VideoStatus.PENDING:
+                return None  # its place must be read first: _send does
             outcome = execute_subscription_event(
                 _build(self.socket, self.feed.document, self.feed.name, self.feed.variables,
                        Video.placed(video, place), self.socket.context()))
@@ -341,6 +343,8 @@ class Subscriber(Watcher):
 
     async def _send(self, video: domain.Video, context: Context, place: int | None = None) -> None:
         """``video`` executed for this operation and sent, errors rendered as Strawberry renders them."""
+        if place is None:
+            place = await place_of(video, deps=context.deps)  # None at once unless it waits
         outcome = execute_subscription_event(_build(self.socket, self.feed.document, self.feed.name,
                                                     self.feed.variables, Video.placed(video, place), context))
         result: ExecutionResult = await outcome if isawaitable(outcome) else outcome

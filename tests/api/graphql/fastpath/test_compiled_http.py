@@ -61,6 +61,13 @@ HISTORY = """query History($size: Int!) {
                                                                       videoUuid createdAt } }
 }"""
 NAMED = "query A { me { email } } query B { models { id } }"
+# Pages holding a waiting video, its place asked for directly, through a fragment and an inline fragment.
+PLACES = f"""query Places($page: Int!, $size: Int!) {{
+  videos(page: $page, pageSize: $size) {{ total videos {{ {VIDEO_FIELDS} queuePosition }} }}
+}}"""
+PLACES_IN_FRAGMENTS = """fragment Place on Video { status queuePosition }
+query PlacesInFragments { videos { videos { uuid ...Place ... on Video { again: queuePosition } } } }"""
+PLACE = "query Place($uuid: ID!) { video(uuid: $uuid) { uuid queuePosition } }"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 COMPILED = "compiled"
 
@@ -72,6 +79,7 @@ class Case:
     key: str = "owner"          # owner, other, none or bad
     outcome: str = COMPILED     # how the second remembered POST is answered
     operation: str | None = None
+    shows: str | None = None    # text the answer must hold (that the case reaches what it is for)
 
 
 @dataclass
@@ -130,6 +138,11 @@ def cases(videos: dict[str, str]) -> list[Case]:
         Case(MODELS, key="none"),
         Case(TASK, {"uuid": pending}),
         Case(HISTORY, {"size": 3}),
+        Case(PLACES, {"page": 1, "size": 20}, shows='"queuePosition":1'),
+        Case(PLACES, {"page": 1, "size": 20}, key="other", shows='"queuePosition":2'),
+        Case(PLACES_IN_FRAGMENTS, shows='"queuePosition":1,"again":1'),
+        Case(PLACE, {"uuid": pending}, shows='"queuePosition":1'),
+        Case(PLACE, {"uuid": done}, shows='"queuePosition":null'),
         Case(NAMED, operation="B"),
         Case(NAMED, operation="A"),
         Case(NAMED),
@@ -179,6 +192,7 @@ async def test_the_compiled_path_answers_like_plain_strawberry(world: World) -> 
         shortcut = await world.http.post("/graphql", json=body, headers=headers)
 
         assert _comparable(shortcut) == _comparable(plain), (case, plain.text, shortcut.text)
+        assert case.shows is None or case.shows in plain.text, (case, plain.text)
         outcome = [reason for reason, n in (documents.counts - before).items() if n]
         expected = [] if case.operation == "C" else [case.outcome]
         assert outcome == expected, (case, plain.text)
