@@ -75,8 +75,18 @@ _POSTGRES = {name: _Compiled(s, pg_asyncpg.dialect())  # type: ignore[no-untyped
 _OWNED_VIDEO, _OWNED_TOTAL, _OWNED_PAGE, _KEY_BY_PREFIX = (_SQLITE[n] for n in ("video", "total", "page", "key"))
 # Queue places take a list: SQLite's text gets one ``?`` per uuid at the expanding parameter.
 _QUEUE_PLACES = _Compiled(videos_store.QUEUE_PLACES, sqlite.dialect())
+_ANY_WAITING = _Compiled(videos_store.ANY_WAITING, sqlite.dialect())
 _UUIDS = "(__[POSTCOMPILE_uuids])"
-assert _UUIDS in _QUEUE_PLACES.sql and _QUEUE_PLACES.order.count("uuids") == 1
+assert all(_UUIDS in c.sql and c.order.count("uuids") == 1 for c in (_QUEUE_PLACES, _ANY_WAITING))
+
+
+def _expanded(compiled: _Compiled, uuids: Sequence[str]) -> tuple[str, list[Any]]:
+    """SQLite's text and arguments for a statement with the expanding ``uuids`` parameter."""
+    sql = compiled.sql.replace(_UUIDS, "(" + ", ".join("?" * len(uuids)) + ")")
+    args: list[Any] = []
+    for name in compiled.order:
+        args.extend(uuids if name == "uuids" else (compiled.constants[name],))
+    return sql, args
 # The PostgreSQL pool: enough connections that 64 concurrent requests keep the server busy, few
 # enough to leave the engine's pool its share of max_connections.
 PG_POOL_SIZE = 8
@@ -249,12 +259,11 @@ class Reads:
         if not uuids:
             return {}
         if self._path is not None:
-            sql = _QUEUE_PLACES.sql.replace(_UUIDS, "(" + ", ".join("?" * len(uuids)) + ")")
-            args: list[Any] = []
-            for name in _QUEUE_PLACES.order:
-                args.extend(uuids if name == "uuids" else (_QUEUE_PLACES.constants[name],))
             try:
-                rows = self._connection().execute(sql, args).fetchall()
+                conn = self._connection()
+                if not conn.execute(*_expanded(_ANY_WAITING, uuids)).fetchall():
+                    return {}  # none of them waits: no ranking to read
+                rows = conn.execute(*_expanded(_QUEUE_PLACES, uuids)).fetchall()
             except sqlite3.OperationalError:
                 self.fallbacks += 1
             else:

@@ -118,6 +118,20 @@ async def test_a_page_without_waiting_videos_reads_no_place(gateway: Gateway, st
         assert not any("row_number" in s.lower() for s in statements), statements
 
 
+async def test_a_page_whose_pending_video_was_claimed_ranks_no_queue(gateway: Gateway,
+                                                                      statements: list[str]) -> None:
+    # given the owner's only video claimed by a runner: still PENDING, but waiting no more
+    async with gateway.app.state.deps.db.writing() as uow:
+        assert len(await VideosStore(uow).claim_due("r", now_ms=2**50, lease_ms=1000, limit=1)) == 1
+        await uow.commit()
+    for _ in range(2):
+        statements.clear()
+        page = (await post(gateway, gateway.key, LIST))["videos"]["videos"]
+        assert [(v["status"], v["queuePosition"]) for v in page] == [("PENDING", None)]
+        # then the page asked whether it waits (an index lookup) and ranked nothing
+        assert not any("row_number" in s.lower() for s in statements), statements
+
+
 async def test_mutations_that_queue_a_video_return_its_place(gateway: Gateway) -> None:
     # when the owner, whose first video waits, queues another
     made = (await post(gateway, gateway.key, GENERATE, {"input": REQUEST}))["generateVideo"]
