@@ -44,7 +44,10 @@ class FailureCode(enum.StrEnum):
     @property
     def retryable(self) -> bool:
         """Whether the same request may succeed if made again (what ``retryVideo`` allows)."""
-        return self not in (FailureCode.CONTENT_POLICY, FailureCode.INVALID_INPUT)
+        return self not in _NOT_RETRYABLE  # (a member looked up on the class is a descriptor call)
+
+
+_NOT_RETRYABLE = frozenset({FailureCode.CONTENT_POLICY, FailureCode.INVALID_INPUT})
 
 
 class LedgerEffect(enum.Enum):

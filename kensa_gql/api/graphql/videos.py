@@ -74,6 +74,7 @@ class Failure:
         code = v.failure_code or domain.FailureCode.INTERNAL
         return cls(code=_FAILURE[code], retryable=code.retryable, message=v.error_message or code.value)
 _iso = render.iso_timestamp
+_FAILED, _CANCELLED = domain.VideoStatus.FAILED, domain.VideoStatus.CANCELLED
 
 
 @strawberry.type(description="A video: what was asked for, where it stands, and the result once made.")
@@ -125,7 +126,9 @@ class Video:
             "created_at": _iso(v.created_at_ms),
             "completed_at": None if v.completed_at_ms is None else _iso(v.completed_at_ms),
             "error_message": v.error_message,
-            "failure": Failure.of(v), "queue_position": None}
+            # Failure.of inline for the videos that did not end badly (most of a page): no call.
+            "failure": Failure.of(v) if v.status is _FAILED or v.status is _CANCELLED else None,
+            "queue_position": None}
         return video
 
     @classmethod
