@@ -19,6 +19,7 @@ from tests.conftest import Serve
 GENERATE = {"prompt": "lighthouse in fog", "model": "sora-2", "duration": 4, "aspectRatio": "16:9"}
 ME = "query Balance { me { credits { available } } }"
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+RFC3339_IN_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 @pytest.fixture
@@ -97,3 +98,76 @@ def test_lines_logged_while_a_request_is_handled_carry_its_fields(json_log: io.S
     [line] = lines(json_log)
     assert line["message"] == "odd\\nthing" and line["level"] == "WARNING" and line["video_uuid"] == "u-1"
     assert line["request_id"] == "req-12345678" and line["user_id"] == 7 and line["operation"] == "Balance"
+
+
+ACCESS = logging.getLogger("kensa_gql.access")
+
+
+def log_some_lines() -> None:
+    """What a request logs: a line of its own, the access line (through logs.info), and one without extra."""
+    fields = logs.begin_request("req-87654321")
+    logs.note(user_id=7, operation="Look")
+    logging.getLogger("kensa_gql.x").warning("before %s", "it")
+    logs.info(ACCESS, "%s %s %s %.1fms", "GET", "/api/v1/video/a\nb\u202e", 200, 1.25,
+              extra={**fields, "method": "GET", "path": "/api/v1/video/a\nb\u202e", "route": "/api/v1/video/{video_id}",
+                     "status": 200, "duration_ms": 1.2, "_hidden": 1})
+    logs.info(ACCESS, "no extra, %(what)s", {"what": "a mapping"})
+    logs.info(ACCESS, "100% plain")
+    logs.info(ACCESS, "some extra", extra={"video_uuid": "u-1", "user_id": 99})  # the request's fields follow
+    fields.clear()
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_direct_access_line_is_the_line_its_record_would_give(fmt: str) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logging.getLogRecordFactory()
+    factory = saved[2]
+    made: list[str] = []
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        made.append(record.name)
+        return record
+
+    logging.setLogRecordFactory(counting)
+    written = {}
+    try:
+        for direct in (True, False):
+            stream = io.StringIO()
+            logs.configure(fmt, "INFO", stream=stream, direct=direct)
+            log_some_lines()
+            logs.flush()
+            written[direct] = RFC3339_IN_LINE.sub("<time>", stream.getvalue())
+            if direct:  # no record was made for the access lines: only for the line of their own
+                assert made == ["kensa_gql.x"]
+    finally:
+        logs.flush()
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        logging.setLogRecordFactory(factory)
+    assert made.count("kensa_gql.access") == 4  # the stock run's records
+    assert written[True] == written[False] and len(written[True].splitlines()) == 5, written
+
+
+def test_a_line_another_handler_listens_for_goes_through_a_record(json_log: io.StringIO) -> None:
+    # given a handler of someone else's on the root (as pytest's caplog puts one)
+    seen: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger().addHandler(listener)
+    # when the access line is logged, then that handler has its record, and the line is written too
+    logs.info(ACCESS, "GET %s", "/x", extra={"status": 200})
+    logging.getLogger().removeHandler(listener)
+    assert [(r.getMessage(), r.status) for r in seen] == [("GET /x", 200)]  # type: ignore[attr-defined]
+    [line] = lines(json_log)
+    assert line["message"] == "GET /x" and line["status"] == 200
+
+
+def test_lines_are_written_in_the_order_they_were_logged_and_none_is_lost(json_log: io.StringIO) -> None:
+    other = logging.getLogger("kensa_gql.x")
+    for i in range(3000):
+        if i % 3:
+            logs.info(ACCESS, "line %d", i)
+        else:
+            other.warning("line %d", i)
+    assert [line["message"] for line in lines(json_log)] == [f"line {i}" for i in range(3000)]
