@@ -103,15 +103,22 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRS and key[0] != "_"}
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text (one writer thread uses it)
+# The last whole second formatted and its text, the last millisecond and its text (one writer
+# thread uses them; under load a batch's lines share their milliseconds).
+_second: list[Any] = [-1, ""]
+_milli: list[Any] = [-1, ""]
 
 
 def rfc3339(created: float) -> str:
     """A record time as RFC 3339 UTC with milliseconds: ``2026-12-03T12:00:00.123Z``."""
-    whole = int(created)
+    milli = int(created * 1000)
+    if milli == _milli[0]:
+        return _milli[1]  # type: ignore[no-any-return]
+    whole = milli // 1000
     if whole != _second[0]:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{int(created * 1000) % 1000:03d}Z"
+    _milli[:] = [milli, f"{_second[1]}.{milli % 1000:03d}Z"]
+    return _milli[1]  # type: ignore[no-any-return]
 
 
 # -- JSON (structlog) ---------------------------------------------------------------------------
@@ -173,6 +180,14 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
         for key, value in fields:
             if key[0] != "_":
                 out[key] = value
+        try:
+            line = orjson.dumps(out, default=str)
+        except orjson.JSONEncodeError:  # a lone surrogate: escaped below
+            line = b"\\"
+        # Plain ASCII with no backslash: no string in it had a character to escape (orjson writes
+        # C0 controls as backslash escapes, DEL as is, and the rest beyond ASCII), so it stands.
+        if line.isascii() and b"\\" not in line and b"\x7f" not in line:
+            return line.decode()
         for key, value in out.items():
             if value.__class__ is str and not value.isprintable():
                 out[key] = escape(value)
