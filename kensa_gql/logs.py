@@ -322,7 +322,8 @@ def _only_to_the_queue(logger: logging.Logger) -> bool:
         if node.filters or node.disabled:
             return False
         if node.parent is None:  # the root
-            return len(node.handlers) == 1 and node.handlers[0] is _handler and not _handler.filters
+            return len(node.handlers) == 1 and node.handlers[0] is _handler and not _handler.filters and \
+                _handler.level <= logging.INFO
         if node.handlers or not node.propagate:
             return False
         node = node.parent
