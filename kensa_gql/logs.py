@@ -103,22 +103,27 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRS and key[0] != "_"}
 
 
-# The last whole second formatted and its text, the last millisecond and its text (one writer
-# thread uses them; under load a batch's lines share their milliseconds).
-_second: list[Any] = [-1, ""]
-_milli: list[Any] = [-1, ""]
+# The last whole second formatted and its text, the last millisecond and its text: under load a
+# batch's lines share their milliseconds. Each is one tuple, replaced whole, so a formatter in
+# another thread (a test's, a handler's) never reads a half-updated pair.
+_second: tuple[int, str] = (-1, "")
+_milli: tuple[int, str] = (-1, "")
 
 
 def rfc3339(created: float) -> str:
     """A record time as RFC 3339 UTC with milliseconds: ``2026-12-03T12:00:00.123Z``."""
+    global _second, _milli
     milli = int(created * 1000)
-    if milli == _milli[0]:
-        return _milli[1]  # type: ignore[no-any-return]
+    cached = _milli
+    if cached[0] == milli:
+        return cached[1]
     whole = milli // 1000
-    if whole != _second[0]:
-        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    _milli[:] = [milli, f"{_second[1]}.{milli % 1000:03d}Z"]
-    return _milli[1]  # type: ignore[no-any-return]
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    text = f"{second[1]}.{milli % 1000:03d}Z"
+    _milli = (milli, text)
+    return text
 
 
 # -- JSON (structlog) ---------------------------------------------------------------------------

@@ -193,3 +193,10 @@ def test_lines_are_written_in_the_order_they_were_logged_and_none_is_lost(fmt: s
     messages = [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()] if fmt == "text" else \
         [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
     assert messages == [f"line {i}" for i in range(3000)]
+
+
+def test_a_time_is_written_in_rfc3339_utc_with_milliseconds_whatever_was_written_before() -> None:
+    times = [1764763200.1234, 1764763200.1239, 1764763201.1234, 1764763200.1234, 0.0, 1.9999]
+    assert [logs.rfc3339(t) for t in times] == [
+        "2025-12-03T12:00:00.123Z", "2025-12-03T12:00:00.123Z", "2025-12-03T12:00:01.123Z",
+        "2025-12-03T12:00:00.123Z", "1970-01-01T00:00:00.000Z", "1970-01-01T00:00:01.999Z"]
