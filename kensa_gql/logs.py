@@ -7,7 +7,9 @@ logged while a request is handled, the request's fields (``request_id``, ``user_
 ``operation``; ``trace_id`` and ``span_id`` when tracing is on). An API key is never one of them.
 
 Writing is off the request path: records go onto a queue (``QueueHandler``) and one thread
-formats and writes them in batches, in order; a normal exit drains the queue first.
+formats and writes them in batches, in order; a normal exit drains the queue first. The access
+line (``info()``) skips even the ``LogRecord`` when the queue is the only place it can go: it puts
+a tuple of its parts on the queue, and the writer renders the same line a record would give.
 
 Logged values carry what clients send (a path, a header, an error's text), so both formats
 escape control characters in them: ``GET /healthz%0a2026-... INFO forged`` stays one line, with
@@ -24,9 +26,9 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 import structlog
@@ -101,15 +103,27 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRS and key[0] != "_"}
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text (one writer thread uses it)
+# The last whole second formatted and its text, the last millisecond and its text: under load a
+# batch's lines share their milliseconds. Each is one tuple, replaced whole, so a formatter in
+# another thread (a test's, a handler's) never reads a half-updated pair.
+_second: tuple[int, str] = (-1, "")
+_milli: tuple[int, str] = (-1, "")
 
 
 def rfc3339(created: float) -> str:
     """A record time as RFC 3339 UTC with milliseconds: ``2026-12-03T12:00:00.123Z``."""
-    whole = int(created)
-    if whole != _second[0]:
-        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
-    return f"{_second[1]}.{int(created * 1000) % 1000:03d}Z"
+    global _second, _milli
+    milli = int(created * 1000)
+    cached = _milli
+    if cached[0] == milli:
+        return cached[1]
+    whole = milli // 1000
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    text = f"{second[1]}.{milli % 1000:03d}Z"
+    _milli = (milli, text)
+    return text
 
 
 # -- JSON (structlog) ---------------------------------------------------------------------------
@@ -161,12 +175,24 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
         if record.exc_info:
             return _render(None, "", _shape(None, "", {"event": record.getMessage(), "_record": record,
                                                         "exc_info": record.exc_info}))
-        # _shape, unrolled for the common line (no traceback): the same fields in the same order.
-        out = {"time": rfc3339(record.created), "level": record.levelname, "logger": record.name,
-               "message": record.getMessage()}
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and key[0] != "_":
+        return self.format_line(record.created, record.levelname, record.name, record.getMessage(),
+                                ((key, value) for key, value in record.__dict__.items() if key not in _RECORD_ATTRS))
+
+    def format_line(self, created: float, level: str, name: str, message: str,
+                    fields: Iterable[tuple[str, Any]]) -> str:
+        """_shape, unrolled for the common line (no traceback): the same fields in the same order."""
+        out = {"time": rfc3339(created), "level": level, "logger": name, "message": message}
+        for key, value in fields:
+            if key[0] != "_":
                 out[key] = value
+        try:
+            line = orjson.dumps(out, default=str)
+        except orjson.JSONEncodeError:  # a lone surrogate: escaped below
+            line = b"\\"
+        # Plain ASCII with no backslash: no string in it had a character to escape (orjson writes
+        # C0 controls as backslash escapes, DEL as is, and the rest beyond ASCII), so it stands.
+        if line.isascii() and b"\\" not in line and b"\x7f" not in line:
+            return line.decode()
         for key, value in out.items():
             if value.__class__ is str and not value.isprintable():
                 out[key] = escape(value)
@@ -189,8 +215,14 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if not self._lean or record.exc_info or record.stack_info:
             return super().format(record)
-        line = f"{rfc3339(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
-        extra = " ".join(f"{key}={value}" for key, value in _extras(record).items() if key not in _TEXT_SKIP)
+        return self.format_line(record.created, record.levelname, record.name, record.getMessage(),
+                                _extras(record).items())
+
+    def format_line(self, created: float, level: str, name: str, message: str,
+                    fields: Iterable[tuple[str, Any]]) -> str:
+        """The lean line: ``time level logger: message key=value ...``."""
+        line = f"{rfc3339(created)} {level} {name}: {message}"
+        extra = " ".join(f"{key}={value}" for key, value in fields if key[0] != "_" and key not in _TEXT_SKIP)
         return escape(f"{line} {extra}" if extra else line)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
@@ -208,12 +240,23 @@ class TextFormatter(logging.Formatter):
 # -- writing off the request path -----------------------------------------------------------------
 BATCH_SECONDS = 0.02  # how long a line may wait to be written with the ones after it
 
+# What the queue carries: a record; a line from info(), as (time, level name, logger name, message,
+# its %-arguments, its fields); or None, the end.
+_Line = tuple[float, str, str, str, tuple[Any, ...], Mapping[str, Any]]
+_Item = logging.LogRecord | _Line | None
+
+
+class _LineFormatter(Protocol):
+    def format(self, record: logging.LogRecord) -> str: ...
+
+    def format_line(self, created: float, level: str, name: str, message: str,
+                    fields: Iterable[tuple[str, Any]]) -> str: ...
+
 
 class _BatchWriter(threading.Thread):
     """Takes records off the queue and writes them, formatted, in order, several per write."""
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None], formatter: logging.Formatter,
-                 stream: TextIO) -> None:
+    def __init__(self, records: queue.SimpleQueue[_Item], formatter: _LineFormatter, stream: TextIO) -> None:
         super().__init__(name="log-writer", daemon=True)
         self._records = records
         self._formatter = formatter
@@ -235,14 +278,14 @@ class _BatchWriter(threading.Thread):
                     break
             stop = None in batch
             lines = []
-            for record in batch:
-                if record is None:
+            for item in batch:
+                if item is None:
                     continue
                 try:
-                    lines.append(self._formatter.format(record))
+                    lines.append(self._format(item))
                 except Exception:  # a bad record must not end logging for the process
                     lines.append(f"{rfc3339(time.time())} ERROR kensa_gql.logs: unformattable record "
-                                 f"from {record.name}")
+                                 f"from {item[2] if isinstance(item, tuple) else item.name}")
             if lines:
                 try:
                     self._stream.write("\n".join(lines) + "\n")
@@ -251,6 +294,14 @@ class _BatchWriter(threading.Thread):
                     pass  # stderr closed: nothing left to tell
             if stop:
                 return
+
+    def _format(self, item: logging.LogRecord | _Line) -> str:
+        if not isinstance(item, tuple):
+            return self._formatter.format(item)
+        created, level, name, msg, args, fields = item
+        if args:  # as LogRecord.getMessage() does it, a lone mapping included
+            msg = msg % (args[0] if len(args) == 1 and isinstance(args[0], Mapping) and args[0] else args)
+        return self._formatter.format_line(created, level, name, msg, fields.items())
 
 
 class _Enqueue(logging.handlers.QueueHandler):
@@ -263,7 +314,49 @@ class _Enqueue(logging.handlers.QueueHandler):
 
 
 _writer: _BatchWriter | None = None
-_records: queue.SimpleQueue[logging.LogRecord | None] | None = None
+_records: queue.SimpleQueue[_Item] | None = None
+_handler: _Enqueue | None = None
+_direct = True  # configure(direct=False): info() always goes through a LogRecord
+
+
+def _only_to_the_queue(logger: logging.Logger) -> bool:
+    """Whether a line of ``logger`` can go nowhere but the queue, unfiltered: no handler or filter
+    on the way to the root, and the root's one handler ours (pytest's caplog adds its own)."""
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters or node.disabled:
+            return False
+        if node.parent is None:  # the root
+            return len(node.handlers) == 1 and node.handlers[0] is _handler and not _handler.filters and \
+                _handler.level <= logging.INFO
+        if node.handlers or not node.propagate:
+            return False
+        node = node.parent
+    return False
+
+
+def info(logger: logging.Logger, msg: str, *args: Any, extra: Mapping[str, Any] | None = None) -> None:
+    """``logger.info(msg, *args, extra=extra)``, the same line, for less: when only the queue would
+    see the record, the line's parts go on it without one (the per-request access line is logged
+    thousands of times a second). ``extra`` is kept, not copied: pass a mapping no one changes."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    records = _records
+    if records is None or not _direct or not _only_to_the_queue(logger) or \
+            (extra and not _RECORD_ATTRS.isdisjoint(extra)):  # (a record refuses those: its KeyError)
+        logger.info(msg, *args, extra=extra, stacklevel=2)
+        return
+    fields: Mapping[str, Any] = extra or {}
+    # _add_context, for a line without a record: the same fields in the same order.
+    request = _request.get()
+    if request is not None and "request_id" not in fields:
+        fields = {**fields, **{key: value for key, value in request.items()
+                               if key not in fields and key not in _RECORD_ATTRS}}
+    if current_trace is not None and "trace_id" not in fields:
+        ids = current_trace()
+        if ids is not None:
+            fields = {**fields, "trace_id": ids[0], "span_id": ids[1]}
+    records.put_nowait((time.time(), "INFO", logger.name, msg, args, fields))
 
 
 def flush() -> None:
@@ -275,10 +368,12 @@ def flush() -> None:
     _writer = _records = None
 
 
-def configure(fmt: str, level: str, *, stream: TextIO | None = None) -> None:
-    global _writer, _records
+def configure(fmt: str, level: str, *, stream: TextIO | None = None, direct: bool = True) -> None:
+    """The process's logging: ``fmt`` "text" or "json" to ``stream`` (stderr) from ``level`` up;
+    ``direct=False`` sends info()'s lines through a LogRecord too (the stock path)."""
+    global _writer, _records, _handler, _direct
     flush()
-    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    formatter: JsonFormatter | TextFormatter = JsonFormatter() if fmt == "json" else TextFormatter()
     # Where a line was logged from (a stack walk per line), thread and process names: the formats
     # use none of them (the "Optimization" section of the logging documentation).
     logging._srcfile = None
@@ -286,9 +381,10 @@ def configure(fmt: str, level: str, *, stream: TextIO | None = None) -> None:
     _records = queue.SimpleQueue()
     _writer = _BatchWriter(_records, formatter, stream or sys.stderr)
     _writer.start()
-    handler = _Enqueue(_records)
+    _handler = _Enqueue(_records)
+    _direct = direct
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_handler]
     root.setLevel(level.upper())
     # httpx logs full URLs at INFO; vendor URLs can carry keys (Gemini's ?key=).
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -106,7 +106,7 @@ class RequestContext:
             if log.isEnabledFor(logging.INFO):
                 duration = elapsed * 1000
                 method = scope.get("method", "WS")
-                log.info("%s %s %s %.1fms", method, scope.get("path"), status, duration,
+                logs.info(log, "%s %s %s %.1fms", method, scope.get("path"), status, duration,
                          extra={**fields, "method": method, "path": scope.get("path"),
                                 "route": route_template(scope), "status": status,
                                 "duration_ms": round(duration, 1)})
