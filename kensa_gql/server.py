@@ -29,7 +29,7 @@ SHUTDOWN_GRACE_SECONDS = 5
 
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, direct=settings.log_direct)
     # uvicorn ends a graceful shutdown by raising the signal it caught again with this handler in
     # place: write the last log lines before the process goes (a signal's death skips atexit).
     signal.signal(signal.SIGTERM, _flush_logs_then_die)
@@ -84,7 +84,7 @@ async def _report_health(runner: Runner, storage: Storage, path: Path, *, every:
 
 
 def run_worker(settings: Settings) -> None:
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, direct=settings.log_direct)
 
     async def main() -> None:
         app = create_app(settings, run_worker=True)

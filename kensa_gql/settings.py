@@ -86,6 +86,9 @@ class Settings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    # The access line is queued as its parts, without a LogRecord, when nothing but our writer could
+    # see it (logs.py ``info``); false makes every line a LogRecord (the stock logging path).
+    log_direct: bool = True
     # OpenTelemetry traces (docs/operations.md): "console" prints spans to stderr; otherwise they are
     # on only when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.
     otel: Literal["", "console", "off"] = ""

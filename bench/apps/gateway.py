@@ -122,7 +122,7 @@ def main() -> None:
     if os.environ.get("KENSA_BENCH_GC_LOG"):
         _log_gc_pauses(float(os.environ["KENSA_BENCH_GC_LOG"]))
     settings = load_settings()
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, direct=settings.log_direct)
     app = create_app(settings, run_worker=not args.no_worker)
     # serve()'s own uvicorn set-up, with a deeper accept backlog for thousands of WebSockets.
     run_uvicorn(BenchHooks(app), host="127.0.0.1", port=args.port, ws_max_size=ws_max_size(settings), backlog=4096)
