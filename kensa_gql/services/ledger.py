@@ -61,13 +61,10 @@ async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: st
     available, packages = await _lock_sweep_and_read(store, user_id, now_ms)
     allocations = ledger.allocate(packages, amount, now_ms)
     by_id = {p.id: p for p in packages}
-    for a in allocations:
-        await store.save_package(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount))
-    hold_id = await store.add_hold(user_id=user_id, video_id=video_id, amount=amount,
-                                   allocations=allocations, now_ms=now_ms)
-    await store.add_entry(user_id=user_id, kind=EntryType.FREEZE, credits=-amount,
-                          balance_after=available - amount, now_ms=now_ms, video_uuid=video_uuid, hold_id=hold_id)
-    return hold_id
+    moves = [(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount)) for a in allocations]
+    return await store.record_freeze(user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
+                                     moves=moves, allocations=allocations, balance_after=available - amount,
+                                     now_ms=now_ms)
 
 
 async def settle(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 
 from kensa_gql.adapters.db.tables import (
     credit_accounts,
@@ -29,6 +29,45 @@ class Hold:
     video_id: int
     amount: int
     status: HoldStatus
+
+
+# A freeze's writes on PostgreSQL in one statement, one round trip under the account lock instead of
+# four: each allocated package moves from remaining to frozen (a compare-and-set on all four
+# buckets, as save_package does), the hold and its allocations are inserted, and the FREEZE entry.
+# Only packages that moved get an allocation, and the caller checks that all of them moved.
+_FREEZE_PG = text("""
+WITH moved AS (
+    UPDATE credit_packages AS p
+    SET remaining = n.remaining, frozen = n.frozen, used = n.used, expired = n.expired
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:old_remaining AS BIGINT[]), CAST(:old_frozen AS BIGINT[]),
+                CAST(:old_used AS BIGINT[]), CAST(:old_expired AS BIGINT[]), CAST(:remaining AS BIGINT[]),
+                CAST(:frozen AS BIGINT[]), CAST(:used AS BIGINT[]), CAST(:expired AS BIGINT[]),
+                CAST(:allocated AS BIGINT[]))
+         AS n(id, old_remaining, old_frozen, old_used, old_expired, remaining, frozen, used, expired, allocated)
+    WHERE p.id = n.id AND p.remaining = n.old_remaining AND p.frozen = n.old_frozen
+      AND p.used = n.old_used AND p.expired = n.old_expired
+    RETURNING p.id, n.allocated
+), hold AS (
+    INSERT INTO credit_holds (user_id, video_id, amount, status, created_at_ms)
+    VALUES (CAST(:user_id AS BIGINT), CAST(:video_id AS BIGINT), CAST(:amount AS BIGINT), CAST(:status AS VARCHAR),
+            CAST(:now_ms AS BIGINT))
+    RETURNING id
+), allocated AS (
+    INSERT INTO hold_allocations (hold_id, package_id, amount)
+    SELECT hold.id, moved.id, moved.allocated FROM hold, moved
+), entry AS (
+    INSERT INTO credit_entries (trans_no, user_id, type, credits, balance_after, video_uuid, hold_id, created_at_ms)
+    SELECT CAST(:trans_no AS VARCHAR), CAST(:user_id AS BIGINT), CAST(:entry_type AS VARCHAR),
+           CAST(:credits AS BIGINT), CAST(:balance_after AS BIGINT), CAST(:video_uuid AS VARCHAR), hold.id,
+           CAST(:now_ms AS BIGINT)
+    FROM hold
+)
+SELECT hold.id, (SELECT count(*) FROM moved) FROM hold
+""")
+
+
+def _trans_no(now_ms: int) -> str:
+    return f"CT{now_ms}{secrets.token_hex(5).upper()}"
 
 
 def _package(row: object) -> Package:
@@ -121,7 +160,7 @@ class LedgerStore:
                         video_uuid: str | None = None, package_id: int | None = None,
                         hold_id: int | None = None) -> None:
         await self._uow.conn.execute(insert(credit_entries).values(
-            trans_no=f"CT{now_ms}{secrets.token_hex(5).upper()}", user_id=user_id, type=kind.value,
+            trans_no=_trans_no(now_ms), user_id=user_id, type=kind.value,
             credits=credits, balance_after=balance_after, video_uuid=video_uuid, package_id=package_id,
             hold_id=hold_id, created_at_ms=now_ms))
 
@@ -135,6 +174,37 @@ class LedgerStore:
         await conn.execute(insert(hold_allocations), [
             {"hold_id": hold_id, "package_id": a.package_id, "amount": a.amount} for a in allocations])
         return hold_id
+
+    async def record_freeze(self, *, user_id: int, video_id: int, video_uuid: str, amount: int,
+                            moves: list[tuple[Package, Package]], allocations: list[Allocation],
+                            balance_after: int, now_ms: int) -> int:
+        """A freeze's writes: each package's move (old, new), the hold with its allocations, the
+        FREEZE entry; the hold's id. One statement on PostgreSQL (combined writes), else one each."""
+        if not self._uow.combined_writes:
+            for old, new in moves:
+                await self.save_package(old, new)
+            hold_id = await self.add_hold(user_id=user_id, video_id=video_id, amount=amount,
+                                          allocations=allocations, now_ms=now_ms)
+            await self.add_entry(user_id=user_id, kind=EntryType.FREEZE, credits=-amount, balance_after=balance_after,
+                                 now_ms=now_ms, video_uuid=video_uuid, hold_id=hold_id)
+            return hold_id
+        for _, new in moves:
+            new.check()
+        allocated = {a.package_id: a.amount for a in allocations}
+        assert sorted(allocated) == sorted(old.id for old, _ in moves), "one move per allocation"
+        row = (await self._uow.conn.execute(_FREEZE_PG, {
+            "ids": [old.id for old, _ in moves],
+            "old_remaining": [old.remaining for old, _ in moves], "old_frozen": [old.frozen for old, _ in moves],
+            "old_used": [old.used for old, _ in moves], "old_expired": [old.expired for old, _ in moves],
+            "remaining": [new.remaining for _, new in moves], "frozen": [new.frozen for _, new in moves],
+            "used": [new.used for _, new in moves], "expired": [new.expired for _, new in moves],
+            "allocated": [allocated[old.id] for old, _ in moves],
+            "user_id": user_id, "video_id": video_id, "amount": amount, "status": HoldStatus.PENDING.value,
+            "now_ms": now_ms, "trans_no": _trans_no(now_ms), "entry_type": EntryType.FREEZE.value,
+            "credits": -amount, "balance_after": balance_after, "video_uuid": video_uuid})).one()
+        if row[1] != len(moves):
+            raise LedgerRaceError(f"packages {[old.id for old, _ in moves]} changed under us")
+        return int(row[0])
 
     async def hold_for_video(self, video_id: int) -> Hold | None:
         row = (await self._uow.conn.execute(
