@@ -33,7 +33,8 @@ PG_PING_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "kensa_idle_since"
 
 
-def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                  ping_idle_seconds: float = PG_PING_IDLE_SECONDS) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=10,
                                      connect_args={"timeout": lock_timeout})
@@ -44,7 +45,7 @@ def create_engine(url: str, *, pool_size: int = 5, lock_timeout: float = DEFAULT
     engine = create_async_engine(url, pool_size=max(pool_size, PG_POOL_SIZE), max_overflow=0,
                                  connect_args={"timeout": max(lock_timeout, 5.0), "server_settings": {
                                      "lock_timeout": str(max(1, round(lock_timeout * 1000)))}})
-    _ping_idle_connections(engine, idle_seconds=PG_PING_IDLE_SECONDS)
+    _ping_idle_connections(engine, idle_seconds=ping_idle_seconds)
     return engine
 
 
