@@ -55,16 +55,42 @@ async def grant(uow: UnitOfWork, *, user_id: int, amount: int, kind: PackageType
 
 async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: str, amount: int,
                  now_ms: int) -> int:
-    """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short."""
+    """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short.
+
+    With combined writes (PostgreSQL) it first tries without waiting for the account lock: the
+    packages read unlocked, the freeze written in one statement that takes the lock and checks
+    nothing changed since (LedgerStore.record_freeze). If something did, if anything is due to
+    expire, or if the read looks short, it goes the locked way, whose answer is the one that counts.
+    """
     store = LedgerStore(uow)
+    if uow.combined_writes:
+        seen = await store.peek_live_packages(user_id)
+        if seen is not None and not any(p.remaining > 0 and p.is_expired(now_ms) for p in seen[1]):
+            version, packages = seen
+            available = sum(p.remaining for p in packages)
+            if available >= amount:
+                hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid,
+                                               amount=amount, available=available, packages=packages,
+                                               now_ms=now_ms, seen_version=version)
+                if hold_id is not None:
+                    return hold_id
     # The packages as the sweep left them: reading them again would be one more round trip each freeze.
     available, packages = await _lock_sweep_and_read(store, user_id, now_ms)
+    hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
+                                   available=available, packages=packages, now_ms=now_ms)
+    assert hold_id is not None, "written under the account lock"
+    return hold_id
+
+
+async def _record_freeze(store: LedgerStore, *, user_id: int, video_id: int, video_uuid: str, amount: int,
+                         available: int, packages: list[ledger.Package], now_ms: int,
+                         seen_version: int | None = None) -> int | None:
     allocations = ledger.allocate(packages, amount, now_ms)
     by_id = {p.id: p for p in packages}
     moves = [(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount)) for a in allocations]
     return await store.record_freeze(user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
                                      moves=moves, allocations=allocations, balance_after=available - amount,
-                                     now_ms=now_ms)
+                                     now_ms=now_ms, seen_version=seen_version)
 
 
 async def settle(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:

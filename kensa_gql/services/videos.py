@@ -112,19 +112,19 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
         async with deps.db.writing(account=principal.user_id) as uow:
             now = now_ms()
             store = VideosStore(uow)
-            # The video and its task before the account is locked: the lock is held for the ledger alone.
             video = await store.add_queued(
                 uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt, model=req.model,
                 duration=req.duration, resolution=req.resolution, aspect_ratio=req.aspect_ratio,
                 start_image_url=req.start_image_url, credits=price, now_ms=now, route=route,
                 traceparent=tracing.traceparent(),
                 deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
-            await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
-                                amount=price, now_ms=now)
             if hook is not None:
                 await attach_video_webhook(uow, video.id, principal.user_id, hook)
             if idempotency_key is not None:
                 await store.complete_idempotency(principal.user_id, idempotency_key, video.uuid)
+            # Last: on PostgreSQL the freeze takes the account lock, held only until COMMIT.
+            await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
+                                amount=price, now_ms=now)
             await uow.commit()
     except BaseException:
         if idempotency_key is not None:

@@ -3,6 +3,7 @@ freeze) leave exactly the rows the one-statement-each path leaves, and refuse a 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,14 +14,23 @@ from sqlalchemy import select
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
 from kensa_gql.adapters.db.ledger_store import LedgerRaceError, LedgerStore
-from kensa_gql.adapters.db.tables import credit_entries, credit_holds, credit_packages, hold_allocations, tasks
+from kensa_gql.adapters.db.tables import (
+    credit_entries,
+    credit_holds,
+    credit_packages,
+    hold_allocations,
+    tasks,
+    users,
+)
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain import ledger as rules
 from kensa_gql.domain.errors import InsufficientCredits
 from kensa_gql.domain.ledger import Allocation, PackageType
 from kensa_gql.services import accounts, ledger
+from kensa_gql.services.videos import generate_video
 from tests.audit import audit_ledger
 from tests.backends import PostgresDatabases
+from tests.services.test_live_video_counts import REQUEST, make_deps, price
 
 T0 = 1_900_000_000_000
 DAY = 86_400_000
@@ -126,3 +136,74 @@ async def test_a_freeze_of_a_package_that_changed_writes_nothing(db: Database) -
     # then nothing of it was written (the unit of work rolled back), and only the first freeze is there
     audit = await audit_ledger(db, user)
     assert (audit.available, audit.frozen) == (7, 3)
+
+
+async def test_a_freeze_read_before_another_ledger_write_is_not_written_and_the_locked_way_counts(
+        db: Database) -> None:
+    # given a user's packages read without the account lock
+    principal, _ = await accounts.create_user("moved@example.test", credits=10, db=db)
+    user = principal.user_id
+    async with db.writing(account=user) as uow:
+        store = LedgerStore(uow)
+        video = await VideosStore(uow).add_queued(
+            uuid=str(uuid.uuid4()), user_id=user, prompt="p", model="sora-2", duration=4, resolution="720p",
+            aspect_ratio="16:9", start_image_url=None, credits=4, now_ms=T0, route=["a"])
+        seen = await store.peek_live_packages(user)
+        assert seen is not None
+        version, (package,) = seen
+        # when another transaction grants more credits before this one writes its freeze
+        async with db.writing() as other:
+            await ledger.grant(other, user_id=user, amount=5, kind=PackageType.GIFT, expires_at_ms=None, now_ms=T0)
+            await other.commit()
+        # then the freeze from the old read writes nothing
+        assert await store.record_freeze(
+            user_id=user, video_id=video.id, video_uuid=video.uuid, amount=4,
+            moves=[(package, rules.freeze(package, 4))], allocations=[Allocation(package.id, 4)], balance_after=6,
+            now_ms=T0, seen_version=version) is None
+        # and the freeze as the service makes it counts the grant in its balance
+        await ledger.freeze(uow, user_id=user, video_id=video.id, video_uuid=video.uuid, amount=4, now_ms=T0)
+        await uow.commit()
+    async with db.reading() as uow:
+        entries, _ = await LedgerStore(uow).history(user, offset=0, limit=5)
+    assert [(e.type, e.credits, e.balance_after) for e in entries] == [
+        ("VIDEO_CONSUME", -4, 11), ("GIFT", 5, 15), ("GIFT", 10, 10)]
+    audit = await audit_ledger(db, user)
+    assert (audit.available, audit.frozen) == (11, 4)
+    assert await _live_videos(db, user) == 1  # counted once, by the write that happened
+
+
+async def _live_videos(db: Database, user: int) -> int:
+    async with db.reading() as uow:
+        return int((await uow.conn.execute(select(users.c.live_videos).where(users.c.id == user))).scalar_one())
+
+
+async def test_generates_racing_from_two_processes_spend_exactly_the_balance(database_url: str, db: Database) -> None:
+    # given a user with credits for exactly 7 videos, and a second engine standing for another
+    # process (no in-process gate is shared, so the unlocked reads really race)
+    other = Database(create_engine(database_url))
+    try:
+        principal, _ = await accounts.create_user("race2@example.test", credits=7 * price(), db=db)
+        deps, other_deps = make_deps(db), make_deps(other)
+
+        async def attempt(n: int) -> bool:
+            try:
+                await generate_video(REQUEST, principal, deps=deps if n % 2 else other_deps)
+            except InsufficientCredits:
+                return False
+            return True
+
+        async def top_up() -> None:  # ledger writes that move the version under the racing reads
+            async with other.writing() as uow:
+                await ledger.grant(uow, user_id=principal.user_id, amount=price(), kind=PackageType.GIFT,
+                                   expires_at_ms=None, now_ms=T0)
+                await uow.commit()
+
+        # when 20 generates race with 3 grants of one video each
+        results = await asyncio.gather(*(attempt(n) for n in range(20)), *(top_up() for _ in range(3)))
+        # then exactly 10 are accepted, and the ledger and the live count are exact
+        assert sum(1 for r in results[:20] if r) == 10
+        audit = await audit_ledger(db, principal.user_id)
+        assert (audit.available, audit.frozen) == (0, 10 * price())
+        assert await _live_videos(db, principal.user_id) == 10
+    finally:
+        await other.dispose()

@@ -148,6 +148,10 @@ class UnitOfWork:
         """Note that this transaction adds (or soft-deletes) videos of a user; written at commit."""
         self._live_video_changes[user_id] = self._live_video_changes.get(user_id, 0) + change
 
+    def take_live_video_change(self, user_id: int) -> int:
+        """Take over the user's pending count change: the caller writes it (last, as commit would)."""
+        return self._live_video_changes.pop(user_id, 0)
+
     async def commit(self) -> None:
         assert self._tx is not None
         await self._write_live_video_counts()
