@@ -6,6 +6,8 @@ operations on one user's credits never interleave. The arithmetic is domain/ledg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kensa_gql.adapters.db.ledger_store import LedgerStore
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.domain import ledger
@@ -65,15 +67,13 @@ async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: st
     store = LedgerStore(uow)
     if uow.combined_writes:
         seen = await store.peek_live_packages(user_id)
-        if seen is not None and not any(p.remaining > 0 and p.is_expired(now_ms) for p in seen[1]):
+        if seen is not None and unlocked_read_usable(seen[1], amount, now_ms):
             version, packages = seen
-            available = sum(p.remaining for p in packages)
-            if available >= amount:
-                hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid,
-                                               amount=amount, available=available, packages=packages,
-                                               now_ms=now_ms, seen_version=version)
-                if hold_id is not None:
-                    return hold_id
+            hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid,
+                                           amount=amount, available=sum(p.remaining for p in packages),
+                                           packages=packages, now_ms=now_ms, seen_version=version)
+            if hold_id is not None:
+                return hold_id
     # The packages as the sweep left them: reading them again would be one more round trip each freeze.
     available, packages = await _lock_sweep_and_read(store, user_id, now_ms)
     hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
@@ -85,12 +85,25 @@ async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: st
 async def _record_freeze(store: LedgerStore, *, user_id: int, video_id: int, video_uuid: str, amount: int,
                          available: int, packages: list[ledger.Package], now_ms: int,
                          seen_version: int | None = None) -> int | None:
-    allocations = ledger.allocate(packages, amount, now_ms)
-    by_id = {p.id: p for p in packages}
-    moves = [(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount)) for a in allocations]
+    moves, allocations = plan_freeze(packages, amount, now_ms)
     return await store.record_freeze(user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
                                      moves=moves, allocations=allocations, balance_after=available - amount,
                                      now_ms=now_ms, seen_version=seen_version)
+
+
+def plan_freeze(packages: Sequence[ledger.Package], amount: int,
+                now_ms: int) -> tuple[list[tuple[ledger.Package, ledger.Package]], list[ledger.Allocation]]:
+    """Which packages a freeze takes from, as (old, new) pairs and allocations; InsufficientCredits if short."""
+    allocations = ledger.allocate(packages, amount, now_ms)
+    by_id = {p.id: p for p in packages}
+    return [(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount)) for a in allocations], allocations
+
+
+def unlocked_read_usable(packages: Sequence[ledger.Package], amount: int, now_ms: int) -> bool:
+    """Whether packages read without the account lock may be frozen from: nothing is due to expire
+    (a sweep writes under the lock) and they cover ``amount`` (a refusal is decided under the lock)."""
+    return (not any(p.remaining > 0 and p.is_expired(now_ms) for p in packages)
+            and sum(p.remaining for p in packages) >= amount)
 
 
 async def settle(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:

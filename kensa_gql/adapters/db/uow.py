@@ -6,14 +6,14 @@ import asyncio
 import math
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from kensa_gql import tracing
 from kensa_gql.adapters.db.engine import DEFAULT_LOCK_TIMEOUT, IMMEDIATE
-from kensa_gql.adapters.db.failures import unavailable
+from kensa_gql.adapters.db.failures import driver_unavailable, unavailable
 from kensa_gql.adapters.db.tables import users
 from kensa_gql.domain.errors import Unavailable
 
@@ -143,6 +143,19 @@ class UnitOfWork:
                 self._gate.release()
             raise
         return self
+
+    async def driver(self) -> Any:
+        """PostgreSQL: the connection's asyncpg connection. Before any statement of the unit of work it
+        is outside a transaction (SQLAlchemy's asyncpg adaption sends BEGIN with the first one)."""
+        assert self.is_postgres
+        return (await self.conn.get_raw_connection()).driver_connection
+
+    async def driver_failed(self, error: BaseException) -> Unavailable | None:
+        """The Unavailable a driver error amounts to; a lost connection is also taken out of the pool."""
+        translated = driver_unavailable(error, lock_timeout=self._lock_timeout)
+        if translated is not None and getattr(error, "sqlstate", None) is None:
+            await self.conn.invalidate(error if isinstance(error, Exception) else None)
+        return translated
 
     def count_live_videos(self, user_id: int, change: int) -> None:
         """Note that this transaction adds (or soft-deletes) videos of a user; written at commit."""
