@@ -118,8 +118,9 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
                            traceparent=tracing.traceparent(),
                            deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
             made = None
-            if uow.combined_writes and hook is None and idempotency_key is None:
-                made = await _express(Express(uow, deps.db.snapshots), new)
+            snapshots = deps.db.snapshots
+            if snapshots is not None and hook is None and idempotency_key is None:
+                made = await _express(Express(uow, snapshots), new)
             if made is None:
                 made = await _generate_in(uow, new, route=route, hook=hook, idempotency_key=idempotency_key)
             video = made

@@ -30,8 +30,10 @@ class Database:
         self.lock_timeout = lock_timeout
         self.fast_reads = fast_reads
         self.combined_writes = combined_writes and engine.dialect.name == "postgresql"
-        # The accounts' last known states, for a generate in one statement (express.py).
-        self.snapshots = Snapshots()
+        # The accounts' last known states, for a generate in one statement on the raw driver
+        # (express.py); None where that is off: SQLite, no combined writes, or no raw paths
+        # (``fast_reads`` off, as behind a transaction-mode pooler).
+        self.snapshots = Snapshots() if self.combined_writes and fast_reads else None
         # SQLite has one writer at a time. Writers of this process queue here, in order, instead
         # of each holding a pooled connection while SQLite's busy handler sleeps and retries
         # (up to 100 ms a time): at 64 concurrent generate requests that made the p99 1.9 s.

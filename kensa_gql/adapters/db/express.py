@@ -190,7 +190,7 @@ class Express:
             return await call(driver)
         except asyncpg.DivisionByZeroError as exc:
             raise LedgerRaceError("a package changed under a version that did not") from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
             translated = await self._uow.driver_failed(exc)
             if translated is not None:
                 raise translated from exc
