@@ -1,7 +1,8 @@
 """Ledger operations inside a caller's unit of work: grant, freeze, settle, release, expire.
 
-Each function expects to run in a write unit of work and locks the user's account first, so
-operations on one user's credits never interleave. The arithmetic is domain/ledger.py's.
+Each function expects to run in a write unit of work and locks the user's account before it
+writes (a freeze on PostgreSQL may read first and check, see ``freeze``), so operations on one
+user's credits never interleave. The arithmetic is domain/ledger.py's.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ class Database:
         # (up to 100 ms a time): at 64 concurrent generate requests that made the p99 1.9 s.
         self._write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         # PostgreSQL has no single writer, but one user's ledger writes queue on their account
-        # row (FOR UPDATE). Waiting there, each holds a pooled connection: at 64 generates of 16
+        # row's lock. Waiting there, each holds a pooled connection: at 64 generates of 16
         # users on 15 connections, a third of the pool sat behind other connections' row locks
         # while requests of other users waited for a connection. So writers of one account queue
         # here first, and the pool serves distinct users (the row lock still orders processes).
@@ -53,7 +53,7 @@ class Database:
         return UnitOfWork(self.engine, write=False, lock_timeout=self.lock_timeout)
 
     def writing(self, *, account: int | None = None) -> UnitOfWork:
-        """A write unit of work. ``account``: the user whose account row it will lock (FOR UPDATE)."""
+        """A write unit of work. ``account``: the user whose account row it will lock."""
         gate: Gate | None = self._write_gate
         if gate is None and account is not None and self._account_gate is not None:
             gate = self._account_gate.turn(account)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,7 +185,7 @@ class Express:
         self._snapshots.put(video.user_id, Snapshot(row[0], tuple(p for p in now if p.remaining or p.frozen)))
         return video_from_values(tuple(row)[2:])
 
-    async def _run(self, call: Any) -> Any:
+    async def _run(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
         driver = await self._uow.driver()
         try:
             return await call(driver)

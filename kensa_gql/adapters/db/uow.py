@@ -74,7 +74,7 @@ class UnitOfWork:
     """``async with uow: ...; await uow.commit()``. Leaving without commit rolls back.
 
     ``write=True`` takes the database's write lock up front on SQLite (BEGIN IMMEDIATE); on
-    PostgreSQL the repositories lock the rows they change (``FOR UPDATE``). ``gate``: an
+    PostgreSQL the repositories lock the rows they change (an account by bumping its version). ``gate``: an
     in-process lock a writer holds around its transaction (see Database.writing).
 
     A database that cannot serve (locked past ``lock_timeout``, unreachable, read-only) raises the
