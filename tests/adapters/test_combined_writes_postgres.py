@@ -75,7 +75,7 @@ async def _story(db: Database, email: str) -> int:
     return user
 
 
-async def _rows(db: Database, user: int) -> dict[str, Any]:
+async def ledger_rows(db: Database, user: int) -> dict[str, Any]:
     """The user's ledger and task rows, without ids and random transaction numbers."""
     async with db.reading() as uow:
         conn = uow.conn
@@ -107,7 +107,7 @@ async def test_combined_writes_leave_the_rows_one_statement_each_leaves(database
         combined_user = await _story(db, "combined@example.test")
         stock_user = await _story(stock, "stock@example.test")
         # then the rows are the same, and the ledger audits exact
-        combined, expected = await _rows(db, combined_user), await _rows(stock, stock_user)
+        combined, expected = await ledger_rows(db, combined_user), await ledger_rows(stock, stock_user)
         assert combined == expected
         assert len(combined["allocations"]) > len(combined["holds"]) == 4  # some freezes span packages
         assert (await audit_ledger(db, combined_user)).frozen == 17
@@ -169,10 +169,10 @@ async def test_a_freeze_read_before_another_ledger_write_is_not_written_and_the_
         ("VIDEO_CONSUME", -4, 11), ("GIFT", 5, 15), ("GIFT", 10, 10)]
     audit = await audit_ledger(db, user)
     assert (audit.available, audit.frozen) == (11, 4)
-    assert await _live_videos(db, user) == 1  # counted once, by the write that happened
+    assert await live_videos_of(db, user) == 1  # counted once, by the write that happened
 
 
-async def _live_videos(db: Database, user: int) -> int:
+async def live_videos_of(db: Database, user: int) -> int:
     async with db.reading() as uow:
         return int((await uow.conn.execute(select(users.c.live_videos).where(users.c.id == user))).scalar_one())
 
@@ -204,6 +204,6 @@ async def test_generates_racing_from_two_processes_spend_exactly_the_balance(dat
         assert sum(1 for r in results[:20] if r) == 10
         audit = await audit_ledger(db, principal.user_id)
         assert (audit.available, audit.frozen) == (0, 10 * price())
-        assert await _live_videos(db, principal.user_id) == 10
+        assert await live_videos_of(db, principal.user_id) == 10
     finally:
         await other.dispose()

@@ -21,7 +21,7 @@ from kensa_gql.domain.ledger import PackageType
 from kensa_gql.services import accounts, ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.videos import generate_video
-from tests.adapters.test_combined_writes_postgres import _live_videos, _rows
+from tests.adapters.test_combined_writes_postgres import ledger_rows, live_videos_of
 from tests.audit import audit_ledger
 from tests.backends import PostgresDatabases
 from tests.services.test_live_video_counts import REQUEST, make_deps, price
@@ -75,11 +75,12 @@ async def test_express_generates_leave_the_rows_the_ordinary_way_leaves(database
         # then the express way was taken, and the rows are the same
         assert db.snapshots is not None and db.snapshots.get(express_user.user_id) is not None
         assert stock.snapshots is None
-        assert _timeless(await _rows(db, express_user.user_id)) == _timeless(await _rows(stock, stock_user.user_id))
+        expected = _timeless(await ledger_rows(stock, stock_user.user_id))
+        assert _timeless(await ledger_rows(db, express_user.user_id)) == expected
         for database, user in ((db, express_user), (stock, stock_user)):
             audit = await audit_ledger(database, user.user_id)
             assert (audit.available, audit.frozen) == (0, 6 * price())
-            assert await _live_videos(database, user.user_id) == 6
+            assert await live_videos_of(database, user.user_id) == 6
     finally:
         await stock.dispose()
 
@@ -114,7 +115,7 @@ async def test_a_state_whose_version_moved_writes_nothing(db: Database) -> None:
         assert await express.generate(_new_video(user), seen=seen, moves=moves, allocations=allocations,
                                       balance_after=8) is None
     assert _snapshots(db).get(user) is None
-    assert await _video_count(db) == 0 and await _live_videos(db, user) == 0
+    assert await _video_count(db) == 0 and await live_videos_of(db, user) == 0
     assert (await audit_ledger(db, user)).frozen == 0
 
 
@@ -135,7 +136,7 @@ async def test_a_package_changed_behind_the_version_aborts_the_whole_statement(d
         with pytest.raises(LedgerRaceError):
             await Express(uow, _snapshots(db)).generate(_new_video(user), seen=seen, moves=moves,
                                                       allocations=allocations, balance_after=8)
-    assert await _video_count(db) == 0 and await _live_videos(db, user) == 0
+    assert await _video_count(db) == 0 and await live_videos_of(db, user) == 0
 
 
 async def test_a_connection_lost_under_it_is_unavailable_and_leaves_the_pool(database_url: str, db: Database) -> None:
