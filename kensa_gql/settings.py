@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # each (adapters/db/reads.py); false: through units of work. On PostgreSQL they use asyncpg's
     # prepared statements on a pool of their own: turn this off behind a transaction-mode pooler.
     db_fast_reads: bool = True
+    # PostgreSQL: a generate's ledger writes in one statement (adapters/db/ledger_store.py); false:
+    # one statement each, as on SQLite.
+    db_combined_writes: bool = True
     broadcast_url: str = "memory://"
     media_dir: Path = Path("./media")
     public_url: str = "http://127.0.0.1:8000"

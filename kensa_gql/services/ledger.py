@@ -1,10 +1,13 @@
 """Ledger operations inside a caller's unit of work: grant, freeze, settle, release, expire.
 
-Each function expects to run in a write unit of work and locks the user's account first, so
-operations on one user's credits never interleave. The arithmetic is domain/ledger.py's.
+Each function expects to run in a write unit of work and locks the user's account before it
+writes (a freeze on PostgreSQL may read first and check, see ``freeze``), so operations on one
+user's credits never interleave. The arithmetic is domain/ledger.py's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from kensa_gql.adapters.db.ledger_store import LedgerStore
 from kensa_gql.adapters.db.uow import UnitOfWork
@@ -55,19 +58,53 @@ async def grant(uow: UnitOfWork, *, user_id: int, amount: int, kind: PackageType
 
 async def freeze(uow: UnitOfWork, *, user_id: int, video_id: int, video_uuid: str, amount: int,
                  now_ms: int) -> int:
-    """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short."""
+    """Reserve ``amount`` for a video; raises InsufficientCredits and writes nothing when short.
+
+    With combined writes (PostgreSQL) it first tries without waiting for the account lock: the
+    packages read unlocked, the freeze written in one statement that takes the lock and checks
+    nothing changed since (LedgerStore.record_freeze). If something did, if anything is due to
+    expire, or if the read looks short, it goes the locked way, whose answer is the one that counts.
+    """
     store = LedgerStore(uow)
+    if uow.combined_writes:
+        seen = await store.peek_live_packages(user_id)
+        if seen is not None and unlocked_read_usable(seen[1], amount, now_ms):
+            version, packages = seen
+            hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid,
+                                           amount=amount, available=sum(p.remaining for p in packages),
+                                           packages=packages, now_ms=now_ms, seen_version=version)
+            if hold_id is not None:
+                return hold_id
     # The packages as the sweep left them: reading them again would be one more round trip each freeze.
     available, packages = await _lock_sweep_and_read(store, user_id, now_ms)
+    hold_id = await _record_freeze(store, user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
+                                   available=available, packages=packages, now_ms=now_ms)
+    assert hold_id is not None, "written under the account lock"
+    return hold_id
+
+
+async def _record_freeze(store: LedgerStore, *, user_id: int, video_id: int, video_uuid: str, amount: int,
+                         available: int, packages: list[ledger.Package], now_ms: int,
+                         seen_version: int | None = None) -> int | None:
+    moves, allocations = plan_freeze(packages, amount, now_ms)
+    return await store.record_freeze(user_id=user_id, video_id=video_id, video_uuid=video_uuid, amount=amount,
+                                     moves=moves, allocations=allocations, balance_after=available - amount,
+                                     now_ms=now_ms, seen_version=seen_version)
+
+
+def plan_freeze(packages: Sequence[ledger.Package], amount: int,
+                now_ms: int) -> tuple[list[tuple[ledger.Package, ledger.Package]], list[ledger.Allocation]]:
+    """Which packages a freeze takes from, as (old, new) pairs and allocations; InsufficientCredits if short."""
     allocations = ledger.allocate(packages, amount, now_ms)
     by_id = {p.id: p for p in packages}
-    for a in allocations:
-        await store.save_package(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount))
-    hold_id = await store.add_hold(user_id=user_id, video_id=video_id, amount=amount,
-                                   allocations=allocations, now_ms=now_ms)
-    await store.add_entry(user_id=user_id, kind=EntryType.FREEZE, credits=-amount,
-                          balance_after=available - amount, now_ms=now_ms, video_uuid=video_uuid, hold_id=hold_id)
-    return hold_id
+    return [(by_id[a.package_id], ledger.freeze(by_id[a.package_id], a.amount)) for a in allocations], allocations
+
+
+def unlocked_read_usable(packages: Sequence[ledger.Package], amount: int, now_ms: int) -> bool:
+    """Whether packages read without the account lock may be frozen from: nothing is due to expire
+    (a sweep writes under the lock) and they cover ``amount`` (a refusal is decided under the lock)."""
+    return (not any(p.remaining > 0 and p.is_expired(now_ms) for p in packages)
+            and sum(p.remaining for p in packages) >= amount)
 
 
 async def settle(uow: UnitOfWork, *, video_id: int, video_uuid: str, now_ms: int) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kensa_gql import tracing
+from kensa_gql.adapters.db.express import Express, NewVideo
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.clock import now_ms
@@ -44,7 +45,7 @@ from kensa_gql.domain.videos import (
 from kensa_gql.services import ledger
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.deps import Deps
-from kensa_gql.services.webhook_endpoints import attach_video_webhook, video_webhook_of
+from kensa_gql.services.webhook_endpoints import VideoWebhook, attach_video_webhook, video_webhook_of
 from kensa_gql.services.webhook_events import record_video_event
 
 log = logging.getLogger(__name__)
@@ -109,22 +110,20 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
             return Generated(replay, replayed=True)
 
     try:
-        async with deps.db.writing() as uow:
+        async with deps.db.writing(account=principal.user_id) as uow:
             now = now_ms()
-            store = VideosStore(uow)
-            video = await store.add(uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt,
-                                    model=req.model, duration=req.duration, resolution=req.resolution,
-                                    aspect_ratio=req.aspect_ratio, start_image_url=req.start_image_url,
-                                    credits=price, now_ms=now,
-                                    deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
-            await ledger.freeze(uow, user_id=principal.user_id, video_id=video.id, video_uuid=video.uuid,
-                                amount=price, now_ms=now)
-            await store.add_task(video.id, route, now, traceparent=tracing.traceparent())
-            if hook is not None:
-                await attach_video_webhook(uow, video.id, principal.user_id, hook)
-            if idempotency_key is not None:
-                await store.complete_idempotency(principal.user_id, idempotency_key, video.uuid)
-            await uow.commit()
+            new = NewVideo(uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt, model=req.model,
+                           duration=req.duration, resolution=req.resolution, aspect_ratio=req.aspect_ratio,
+                           start_image_url=req.start_image_url, credits=price, now_ms=now, route=json.dumps(route),
+                           traceparent=tracing.traceparent(),
+                           deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
+            made = None
+            snapshots = deps.db.snapshots
+            if snapshots is not None and hook is None and idempotency_key is None:
+                made = await _express(Express(uow, snapshots), new)
+            if made is None:
+                made = await _generate_in(uow, new, route=route, hook=hook, idempotency_key=idempotency_key)
+            video = made
     except BaseException:
         if idempotency_key is not None:
             # Only successes are remembered: a 402 may be retried with the same key after a top-up.
@@ -135,6 +134,43 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     deps.wake_runner()
     await deps.publisher.video_changed(video)
     return Generated(video, replayed=False)
+
+
+async def _express(express: Express, new: NewVideo) -> Video | None:
+    """The generate in one statement (PostgreSQL), from the account's remembered state or, if that
+    is gone or moved, from one read now; None when it has to go the ordinary way."""
+    for fresh in (False, True):
+        seen = await express.snapshot(new.user_id, fresh=fresh)
+        if seen is None:
+            return None
+        if not ledger.unlocked_read_usable(seen.packages, new.credits, new.now_ms):
+            continue
+        moves, allocations = ledger.plan_freeze(seen.packages, new.credits, new.now_ms)
+        video = await express.generate(new, seen=seen, moves=moves, allocations=allocations,
+                                       balance_after=sum(p.remaining for p in seen.packages) - new.credits)
+        if video is not None:
+            return video
+    return None
+
+
+async def _generate_in(uow: UnitOfWork, new: NewVideo, *, route: list[str], hook: VideoWebhook | None,
+                       idempotency_key: str | None) -> Video:
+    """The generate in the unit of work's transaction, committed."""
+    store = VideosStore(uow)
+    video = await store.add_queued(
+        uuid=new.uuid, user_id=new.user_id, prompt=new.prompt, model=new.model, duration=new.duration,
+        resolution=new.resolution, aspect_ratio=new.aspect_ratio, start_image_url=new.start_image_url,
+        credits=new.credits, now_ms=new.now_ms, route=route, traceparent=new.traceparent,
+        deadline_at_ms=new.deadline_at_ms)
+    if hook is not None:
+        await attach_video_webhook(uow, video.id, new.user_id, hook)
+    if idempotency_key is not None:
+        await store.complete_idempotency(new.user_id, idempotency_key, video.uuid)
+    # Last: on PostgreSQL the freeze takes the account lock, held only until COMMIT.
+    await ledger.freeze(uow, user_id=new.user_id, video_id=video.id, video_uuid=video.uuid, amount=new.credits,
+                        now_ms=new.now_ms)
+    await uow.commit()
+    return video
 
 
 async def quote_price(raw: Mapping[str, Any], principal: Principal, *, idempotency_key: str | None = None,

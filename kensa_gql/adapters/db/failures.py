@@ -53,12 +53,28 @@ def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool =
         return None
     if connecting:  # refused, shutting down, not accepting connections, too many clients...
         return Unavailable("the database cannot be reached; try again shortly", retry_after=retry_after)
-    state = getattr(getattr(original, "driver_exception", original), "sqlstate", None)
+    return _postgres_unavailable(getattr(getattr(original, "driver_exception", original), "sqlstate", None),
+                                 retry_after)
+
+
+def driver_unavailable(error: BaseException, *, lock_timeout: float) -> Unavailable | None:
+    """``unavailable`` for an error of the PostgreSQL driver itself (asyncpg, used without SQLAlchemy):
+    a lost connection, or a server error whose SQLSTATE means "cannot serve now"."""
+    retry_after = math.ceil(lock_timeout)
+    if isinstance(error, OSError | ConnectionError) or type(error).__name__ in _LOST:
+        return Unavailable("the connection to the database was lost; try again", retry_after=retry_after)
+    return _postgres_unavailable(getattr(error, "sqlstate", None), retry_after)
+
+
+# asyncpg's errors for a connection that is gone (named, so this module needs no driver import).
+_LOST = frozenset({"ConnectionDoesNotExistError", "InterfaceError", "InternalClientError"})
+
+
+def _postgres_unavailable(state: object, retry_after: int) -> Unavailable | None:
     if isinstance(state, str):
         if state == "55P03":
             return Unavailable("the data is locked by another transaction; try again shortly",
                                retry_after=retry_after)
         if state in _PG_UNAVAILABLE or state.startswith("08"):
             return Unavailable("the database cannot serve this now; try again later", retry_after=retry_after)
-        return None
     return None

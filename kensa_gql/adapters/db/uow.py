@@ -4,24 +4,78 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
 from types import TracebackType
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from kensa_gql import tracing
 from kensa_gql.adapters.db.engine import DEFAULT_LOCK_TIMEOUT, IMMEDIATE
-from kensa_gql.adapters.db.failures import unavailable
+from kensa_gql.adapters.db.failures import driver_unavailable, unavailable
 from kensa_gql.adapters.db.tables import users
 from kensa_gql.domain.errors import Unavailable
+
+
+class Gate(Protocol):
+    """What a writer holds around its transaction: an asyncio.Lock, or one user's turn (KeyedGate)."""
+
+    def acquire(self) -> Awaitable[object]: ...
+
+    def release(self) -> None: ...
+
+
+class KeyedGate:
+    """One in-process lock per key (a user id), kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    def turn(self, key: int) -> Gate:
+        return _Turn(self, key)
+
+    async def acquire(self, key: int) -> None:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave(key)
+            raise
+
+    def release(self, key: int) -> None:
+        self._locks[key][0].release()
+        self._leave(key)
+
+    def _leave(self, key: int) -> None:
+        lock, users = self._locks[key]
+        if users == 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+
+class _Turn:
+    def __init__(self, gate: KeyedGate, key: int) -> None:
+        self._gate, self._key = gate, key
+
+    def acquire(self) -> Awaitable[None]:
+        return self._gate.acquire(self._key)
+
+    def release(self) -> None:
+        self._gate.release(self._key)
 
 
 class UnitOfWork:
     """``async with uow: ...; await uow.commit()``. Leaving without commit rolls back.
 
     ``write=True`` takes the database's write lock up front on SQLite (BEGIN IMMEDIATE); on
-    PostgreSQL the repositories lock the rows they change (``FOR UPDATE``). ``gate``: an
-    in-process lock a SQLite writer holds around its transaction (see Database).
+    PostgreSQL the repositories lock the rows they change (an account by bumping its version). ``gate``: an
+    in-process lock a writer holds around its transaction (see Database.writing).
 
     A database that cannot serve (locked past ``lock_timeout``, unreachable, read-only) raises the
     domain's Unavailable, whether that shows on entering or inside the block (failures.py).
@@ -30,8 +84,8 @@ class UnitOfWork:
     video they create or soft-delete, and commit writes the net change in the same transaction.
     """
 
-    def __init__(self, engine: AsyncEngine, *, write: bool, gate: asyncio.Lock | None = None,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(self, engine: AsyncEngine, *, write: bool, gate: Gate | None = None,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, combined_writes: bool = True) -> None:
         self._engine = engine
         self._lock_timeout = lock_timeout
         self._write = write
@@ -41,6 +95,9 @@ class UnitOfWork:
         self._tx: AsyncTransaction | None = None
         self._live_video_changes: dict[int, int] = {}
         self.is_postgres = engine.dialect.name == "postgresql"
+        # PostgreSQL: the stores may join several of a use case's writes into one statement (one
+        # round trip, e.g. LedgerStore.record_freeze); off, or on SQLite, one statement each.
+        self.combined_writes = combined_writes and self.is_postgres
 
     @property
     def conn(self) -> AsyncConnection:
@@ -87,9 +144,26 @@ class UnitOfWork:
             raise
         return self
 
+    async def driver(self) -> Any:
+        """PostgreSQL: the connection's asyncpg connection. Before any statement of the unit of work it
+        is outside a transaction (SQLAlchemy's asyncpg adaption sends BEGIN with the first one)."""
+        assert self.is_postgres
+        return (await self.conn.get_raw_connection()).driver_connection
+
+    async def driver_failed(self, error: BaseException) -> Unavailable | None:
+        """The Unavailable a driver error amounts to; a lost connection is also taken out of the pool."""
+        translated = driver_unavailable(error, lock_timeout=self._lock_timeout)
+        if translated is not None and getattr(error, "sqlstate", None) is None:
+            await self.conn.invalidate(error if isinstance(error, Exception) else None)
+        return translated
+
     def count_live_videos(self, user_id: int, change: int) -> None:
         """Note that this transaction adds (or soft-deletes) videos of a user; written at commit."""
         self._live_video_changes[user_id] = self._live_video_changes.get(user_id, 0) + change
+
+    def take_live_video_change(self, user_id: int) -> int:
+        """Take over the user's pending count change: the caller writes it (last, as commit would)."""
+        return self._live_video_changes.pop(user_id, 0)
 
     async def commit(self) -> None:
         assert self._tx is not None

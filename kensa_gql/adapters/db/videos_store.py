@@ -159,6 +159,24 @@ def _task(row: Any) -> Task:
                 traceparent=r.get("traceparent"))
 
 
+# A new video and its runner task on PostgreSQL in one statement (one round trip): VideosStore.add_queued.
+_QUEUED_PG = text(f"""
+WITH v AS (
+    INSERT INTO videos (uuid, user_id, prompt, model, status, progress, start_image_url, duration, resolution,
+                        aspect_ratio, credits_used, created_at_ms, deadline_at_ms)
+    VALUES (:uuid, :user_id, :prompt, :model, :status, 0, :start_image_url, :duration, :resolution,
+            :aspect_ratio, :credits_used, :now_ms, :deadline_at_ms)
+    RETURNING {", ".join(VIDEO_COLUMN_NAMES)}
+), t AS (
+    INSERT INTO tasks (video_id, route, route_index, next_run_at_ms, attempts, created_at_ms, traceparent)
+    SELECT v.id, CAST(:route AS TEXT), 0, CAST(:now_ms AS BIGINT), 0, CAST(:now_ms AS BIGINT),
+           CAST(:traceparent AS VARCHAR)
+    FROM v
+)
+SELECT {", ".join(VIDEO_COLUMN_NAMES)} FROM v
+""")  # noqa: S608 - the column names are our own constants
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     request_hash: str
@@ -183,6 +201,25 @@ class VideosStore:
         ).returning(*_VIDEO_COLUMNS))
         self._uow.count_live_videos(user_id, +1)
         return video_from_row(result.one())
+
+    async def add_queued(self, *, uuid: str, user_id: int, prompt: str, model: str, duration: int, resolution: str,
+                         aspect_ratio: str, start_image_url: str | None, credits: int, now_ms: int,
+                         route: list[str], traceparent: str | None = None,
+                         deadline_at_ms: int | None = None) -> Video:
+        """A new PENDING video with its runner task: ``add`` then ``add_task``, one statement on PostgreSQL."""
+        if not self._uow.combined_writes:
+            video = await self.add(uuid=uuid, user_id=user_id, prompt=prompt, model=model, duration=duration,
+                                   resolution=resolution, aspect_ratio=aspect_ratio, start_image_url=start_image_url,
+                                   credits=credits, now_ms=now_ms, deadline_at_ms=deadline_at_ms)
+            await self.add_task(video.id, route, now_ms, traceparent=traceparent)
+            return video
+        row = (await self._uow.conn.execute(_QUEUED_PG, {
+            "uuid": uuid, "user_id": user_id, "prompt": prompt, "model": model, "status": VideoStatus.PENDING.value,
+            "start_image_url": start_image_url, "duration": duration, "resolution": resolution,
+            "aspect_ratio": aspect_ratio, "credits_used": credits, "now_ms": now_ms, "deadline_at_ms": deadline_at_ms,
+            "route": json.dumps(route), "traceparent": traceparent})).one()
+        self._uow.count_live_videos(user_id, +1)
+        return video_from_values(row)
 
     async def get_owned(self, uuid: str, user_id: int) -> Video | None:
         """The caller's non-deleted video, or None: unknown, deleted and foreign look the same."""
