@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from kensa_gql import tracing
 from kensa_gql.adapters.db.express import Express, NewVideo
+from kensa_gql.adapters.db.ledger_store import LedgerRaceError
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import Task, VideosStore
 from kensa_gql.clock import now_ms
@@ -110,20 +111,16 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
             return Generated(replay, replayed=True)
 
     try:
-        async with deps.db.writing(account=principal.user_id) as uow:
-            now = now_ms()
-            new = NewVideo(uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt, model=req.model,
-                           duration=req.duration, resolution=req.resolution, aspect_ratio=req.aspect_ratio,
-                           start_image_url=req.start_image_url, credits=price, now_ms=now, route=json.dumps(route),
-                           traceparent=tracing.traceparent(),
-                           deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
-            made = None
-            snapshots = deps.db.snapshots
-            if snapshots is not None and hook is None and idempotency_key is None:
-                made = await _express(Express(uow, snapshots), new)
-            if made is None:
-                made = await _generate_in(uow, new, route=route, hook=hook, idempotency_key=idempotency_key)
-            video = made
+        for attempt in range(2):
+            try:
+                video = await _write_generate(req, route, price, principal, hook=hook, idempotency_key=idempotency_key,
+                                              deadline_seconds=deadline_seconds, deps=deps)
+                break
+            except LedgerRaceError:
+                # Only beside processes of an older release: their writes do not bump an account's
+                # version, so the unlocked freeze can find a package moved. All was rolled back.
+                if attempt:
+                    raise
     except BaseException:
         if idempotency_key is not None:
             # Only successes are remembered: a 402 may be retried with the same key after a top-up.
@@ -136,6 +133,25 @@ async def generate_video(raw: Mapping[str, Any], principal: Principal, *, idempo
     return Generated(video, replayed=False)
 
 
+async def _write_generate(req: GenerateRequest, route: list[str], price: int, principal: Principal, *,
+                          hook: VideoWebhook | None, idempotency_key: str | None, deadline_seconds: int | None,
+                          deps: Deps) -> Video:
+    """The video, its task and its freeze, written and committed: in one statement where it can be."""
+    async with deps.db.writing(account=principal.user_id) as uow:
+        now = now_ms()
+        new = NewVideo(uuid=str(uuidlib.uuid4()), user_id=principal.user_id, prompt=req.prompt, model=req.model,
+                       duration=req.duration, resolution=req.resolution, aspect_ratio=req.aspect_ratio,
+                       start_image_url=req.start_image_url, credits=price, now_ms=now, route=json.dumps(route),
+                       traceparent=tracing.traceparent(),
+                       deadline_at_ms=None if deadline_seconds is None else now + deadline_seconds * 1000)
+        snapshots = deps.db.snapshots
+        if snapshots is not None and hook is None and idempotency_key is None:
+            made = await _express(Express(uow, snapshots), new)
+            if made is not None:
+                return made
+        return await _generate_in(uow, new, route=route, hook=hook, idempotency_key=idempotency_key)
+
+
 async def _express(express: Express, new: NewVideo) -> Video | None:
     """The generate in one statement (PostgreSQL), from the account's remembered state or, if that
     is gone or moved, from one read now; None when it has to go the ordinary way."""
@@ -146,8 +162,14 @@ async def _express(express: Express, new: NewVideo) -> Video | None:
         if not ledger.unlocked_read_usable(seen.packages, new.credits, new.now_ms):
             continue
         moves, allocations = ledger.plan_freeze(seen.packages, new.credits, new.now_ms)
-        video = await express.generate(new, seen=seen, moves=moves, allocations=allocations,
-                                       balance_after=sum(p.remaining for p in seen.packages) - new.credits)
+        try:
+            video = await express.generate(new, seen=seen, moves=moves, allocations=allocations,
+                                           balance_after=sum(p.remaining for p in seen.packages) - new.credits)
+        except LedgerRaceError:
+            # A package moved while the version did not: a process of an older release (which locks
+            # accounts without bumping their version) wrote it. The statement wrote nothing and the
+            # remembered state is dropped: once more from a fresh read, else the ordinary way.
+            continue
         if video is not None:
             return video
     return None

@@ -164,3 +164,19 @@ def test_the_express_way_is_off_without_raw_paths_or_combined_writes(database_ur
     assert Database(engine).snapshots is not None
     assert Database(engine, fast_reads=False).snapshots is None  # as behind a transaction-mode pooler
     assert Database(engine, combined_writes=False).snapshots is None
+
+
+async def test_a_generate_beside_an_older_release_still_succeeds_from_a_fresh_read(db: Database) -> None:
+    # given a user whose state this process remembers, then a package moved without the version,
+    # as a process of the previous release moves it (it locks accounts without bumping them)
+    principal, _ = await accounts.create_user("older@example.test", credits=3 * price(), db=db)
+    deps = make_deps(db)
+    await generate_video(REQUEST, principal, deps=deps)  # the state is remembered from here on
+    async with db.writing() as uow:
+        await uow.conn.execute(text("UPDATE credit_packages SET remaining = remaining - 1, expired = expired + 1 "
+                                    "WHERE user_id = :user"), {"user": principal.user_id})
+        await uow.commit()
+    # when the user generates again: then it is accepted (no 500), from the packages as they are
+    made = await generate_video(REQUEST, principal, deps=deps)
+    assert made.video.credits_used == price()
+    assert await live_videos_of(db, principal.user_id) == 2

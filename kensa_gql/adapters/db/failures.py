@@ -22,8 +22,9 @@ _SQLITE_UNAVAILABLE = frozenset({_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY,
 # PostgreSQL SQLSTATEs: lock_not_available, query_canceled (statement_timeout), read-only
 # transaction, insufficient resources (disk full, too many connections), operator intervention
 # (shutdown, cannot connect now). Class 08 (connection exception) is matched by its prefix.
+# (40P01, a deadlock, and 40001 are a transaction that lost a race: worth trying again, not a 500.)
 _PG_UNAVAILABLE = frozenset({"55P03", "57014", "25006", "53000", "53100", "53200", "53300", "57P01", "57P02",
-                             "57P03", "58000", "58030"})
+                             "57P03", "58000", "58030", "40P01", "40001"})
 
 
 def unavailable(error: BaseException, *, lock_timeout: float, connecting: bool = False) -> Unavailable | None:

@@ -153,7 +153,8 @@ class UnitOfWork:
     async def driver_failed(self, error: BaseException) -> Unavailable | None:
         """The Unavailable a driver error amounts to; a lost connection is also taken out of the pool."""
         translated = driver_unavailable(error, lock_timeout=self._lock_timeout)
-        if translated is not None and getattr(error, "sqlstate", None) is None:
+        # No SQLSTATE (the socket went) or the server shutting the session down: the connection is dead.
+        if translated is not None and getattr(error, "sqlstate", None) in (None, "57P01", "57P02", "57P03"):
             await self.conn.invalidate(error if isinstance(error, Exception) else None)
         return translated
 
