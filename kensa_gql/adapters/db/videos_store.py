@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import String, and_, any_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from kensa_gql.adapters.db.tables import DEADLINE_LIVE, idempotency_keys, tasks, users, videos
@@ -143,12 +144,28 @@ def _ranked_queue() -> Any:
 # The places of some waiting videos: one ranking of the queue for a whole page (reads.py runs it
 # on its own connection; ``uuids`` is an expanding parameter).
 _RANKED = _ranked_queue()
-QUEUE_PLACES = select(_RANKED.c.uuid, _RANKED.c.position).where(
-    _RANKED.c.uuid.in_(bindparam("uuids", expanding=True)))
-# Whether any of them waits at all: two index lookups, where the ranking reads the whole queue
-# (~50 us on SQLite even when it is empty). A PENDING video a runner has claimed waits no more.
-ANY_WAITING = (select(tasks.c.video_id).select_from(tasks.join(videos, videos.c.id == tasks.c.video_id))
-               .where(tasks.c.attempts == 0, videos.c.uuid.in_(bindparam("uuids", expanding=True))).limit(1))
+def _queue_places(among: Callable[[Any], Any]) -> Any:
+    return select(_RANKED.c.uuid, _RANKED.c.position).where(among(_RANKED.c.uuid))
+
+
+def _any_waiting(among: Callable[[Any], Any]) -> Any:
+    """Whether any of them waits at all: two index lookups, where the ranking reads the whole queue
+    (~50 us on SQLite even when it is empty). A PENDING video a runner has claimed waits no more."""
+    return (select(tasks.c.video_id).select_from(tasks.join(videos, videos.c.id == tasks.c.video_id))
+            .where(tasks.c.attempts == 0, among(videos.c.uuid)).limit(1))
+
+
+def _in_list(column: Any) -> Any:
+    return column.in_(bindparam("uuids", expanding=True))
+
+
+def _in_array(column: Any) -> Any:
+    """PostgreSQL: the uuids as one array parameter, so the statement's text never changes (prepared once)."""
+    return column == any_(bindparam("uuids", type_=postgresql.ARRAY(String)))
+
+
+QUEUE_PLACES, ANY_WAITING = _queue_places(_in_list), _any_waiting(_in_list)
+QUEUE_PLACES_ARRAY, ANY_WAITING_ARRAY = _queue_places(_in_array), _any_waiting(_in_array)
 
 
 def _task(row: Any) -> Task:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from kensa_gql.adapters.db.reads import _POSTGRES
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.services import videos
 from tests.api.graphql.asgi_sockets import LEGACY_WS, REQUEST, TRANSPORT_WS, Gateway
@@ -32,7 +33,7 @@ CANCEL = "mutation Cancel($uuid: ID!) { cancelVideo(uuid: $uuid) { video { uuid 
 
 @pytest.fixture
 def statements(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every statement sent, through the engine or on the fast read path's own SQLite connection."""
+    """Every statement sent, through the engine or on the fast read path's own connections."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -47,6 +48,13 @@ def statements(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[li
         return conn
 
     monkeypatch.setattr(reads, "_connection", traced)
+    pg_fetch = reads._pg_fetch
+
+    async def pg_traced(name: str, params: Any) -> Any:  # PostgreSQL's fast path: asyncpg, no engine
+        seen.append(_POSTGRES[name].sql)
+        return await pg_fetch(name, params)
+
+    monkeypatch.setattr(reads, "_pg_fetch", pg_traced)
     engine = gateway.app.state.deps.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     yield seen
