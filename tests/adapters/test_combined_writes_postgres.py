@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,21 +28,14 @@ from kensa_gql.domain.ledger import Allocation, PackageType
 from kensa_gql.services import accounts, ledger
 from kensa_gql.services.videos import generate_video
 from tests.audit import audit_ledger
-from tests.backends import PostgresDatabases
 from tests.services.test_live_video_counts import REQUEST, make_deps, price
 
 T0 = 1_900_000_000_000
 DAY = 86_400_000
 
 
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    """PostgreSQL only: SQLite has no combined writes."""
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only: SQLite has no combined writes.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def _generate(db: Database, user_id: int, amount: int, now: int) -> None:

@@ -4,22 +4,14 @@ again (UNAVAILABLE with Retry-After), never a 500."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from kensa_gql.adapters.db.failures import driver_unavailable
-from tests.backends import PostgresDatabases
 
-
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def test_the_loser_of_a_deadlock_is_unavailable_not_an_error(database_url: str) -> None:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
 import pytest
 from sqlalchemy import text
 
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.engine import create_engine
-from tests.backends import PostgresDatabases
 
-
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def test_a_connection_killed_while_idle_is_replaced_at_checkout(database_url: str) -> None:

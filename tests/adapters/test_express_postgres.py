@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -23,20 +22,13 @@ from kensa_gql.services.accounts import Principal
 from kensa_gql.services.videos import generate_video
 from tests.adapters.test_combined_writes_postgres import ledger_rows, live_videos_of
 from tests.audit import audit_ledger
-from tests.backends import PostgresDatabases
 from tests.services.test_live_video_counts import REQUEST, make_deps, price
 
 FAR = 4_000_000_000_000  # an expiry no test reaches
 
 
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    """PostgreSQL only: SQLite has no express generate."""
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only: SQLite has no express generate.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def _grant(db: Database, user: int, amount: int, kind: PackageType, expires_at_ms: int | None) -> None:

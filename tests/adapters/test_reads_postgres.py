@@ -3,8 +3,6 @@ ordinary path when its connections are gone or the switch is off."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
 import pytest
 from sqlalchemy import event
@@ -12,17 +10,10 @@ from sqlalchemy import event
 from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.reads import PG_APPLICATION_NAME
 from tests.adapters.test_reads import World, build_world
-from tests.backends import POSTGRES_URL, PostgresDatabases
+from tests.backends import POSTGRES_URL
 
-
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    """PostgreSQL only: these behaviours are the asyncpg fast path's own."""
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only: these behaviours are the asyncpg fast path's own.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 @pytest.fixture

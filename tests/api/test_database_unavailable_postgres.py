@@ -4,7 +4,6 @@ bounded 503 UNAVAILABLE with Retry-After on REST and GraphQL, and nothing is hal
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,20 +14,15 @@ import pytest
 from kensa_gql.adapters.db.database import Database
 from tests.api.graphql.wire import GENERATE, REQUEST, open_session
 from tests.audit import audit_ledger
-from tests.backends import POSTGRES_URL, PostgresDatabases
+from tests.backends import POSTGRES_URL
 from tests.conftest import Serve, User
 
 LOCK_TIMEOUT = 1.0
 BOUND = LOCK_TIMEOUT + 3.0
 
 
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def test_a_row_locked_past_lock_timeout_is_a_bounded_503(serve: Serve, make_user: Any, db: Database,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -12,18 +11,10 @@ from kensa_gql.adapters.db.database import Database
 from kensa_gql.services import accounts
 from kensa_gql.services.accounts import Principal
 from kensa_gql.services.videos import generate_video
-from tests.backends import PostgresDatabases
 from tests.services.test_live_video_counts import REQUEST, make_deps
 
-
-@pytest.fixture
-def database_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
-    """PostgreSQL only: SQLite has one writer by design."""
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
+# PostgreSQL only: SQLite has one writer by design.
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 async def test_a_users_locked_account_holds_up_their_generates_only(db: Database, database_url: str) -> None:
