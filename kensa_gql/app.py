@@ -258,4 +258,5 @@ def webhook_config(settings: Settings) -> WebhookWorkerConfig:
                          window_ms=int(settings.webhook_retry_window_seconds * 1000))
     return WebhookWorkerConfig(policy=policy, claim_interval=settings.claim_interval_seconds,
                                claim_batch=settings.claim_batch, timeout=settings.webhook_timeout_seconds,
-                               lease_seconds=settings.lease_seconds)
+                               lease_seconds=settings.lease_seconds,
+                               retention_ms=settings.webhook_retention_days * 86_400_000)

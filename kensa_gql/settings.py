@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     # delay, for this long after the event; then they are FAILED.
     webhook_first_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0, le=30 * 24 * 3600)
+    # Finished deliveries (the delivery log) are deleted after this many days, as Stripe keeps events 30.
+    webhook_retention_days: int = Field(default=30, ge=1, le=3650)
     # Server-sent events (GET /api/v1/video/{uuid}/events): a comment this often keeps proxies open.
     sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
 

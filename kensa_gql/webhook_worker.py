@@ -38,6 +38,10 @@ class WebhookWorkerConfig:
     claim_batch: int = 16
     timeout: float = 15.0  # per send
     lease_seconds: float = 30.0  # beyond the send's timeout: a dead worker's deliveries wait this long
+    # Finished deliveries (and their log) are kept this long, then deleted, checked this often.
+    retention_ms: int = 30 * 24 * 3600 * 1000
+    prune_interval: float = 3600.0
+    prune_batch: int = 1000
 
     @property
     def lease_ms(self) -> int:
@@ -52,6 +56,23 @@ class WebhookWorker:
         self._config = config
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
+        self._prune_at = 0.0  # monotonic: the first round prunes
+
+    async def prune(self) -> int:
+        """Delete finished deliveries older than the retention, a batch per transaction; how many."""
+        before = now_ms() - self._config.retention_ms
+        pruned = 0
+        while True:
+            async with self._db.writing() as uow:
+                count = await WebhooksStore(uow).prune_finished(before_ms=before, limit=self._config.prune_batch)
+                await uow.commit()
+            pruned += count
+            if count < self._config.prune_batch:
+                break
+        if pruned:
+            log.info("webhook deliveries pruned: %d finished before the %d-day retention",
+                     pruned, self._config.retention_ms // 86_400_000)
+        return pruned
 
     def wake(self) -> None:
         self._wake.set()
@@ -61,6 +82,9 @@ class WebhookWorker:
         failures = 0
         while True:
             try:
+                if time.monotonic() >= self._prune_at:
+                    await self.prune()
+                    self._prune_at = time.monotonic() + self._config.prune_interval
                 sent = await self.send_due()
                 failures = 0
             except Exception as exc:

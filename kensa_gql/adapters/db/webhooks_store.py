@@ -19,6 +19,7 @@ from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.domain.webhooks import Delivery, DeliveryStatus, Endpoint, WebhookEvent
 
 _PENDING = DeliveryStatus.PENDING.value
+_FINISHED = (DeliveryStatus.SUCCEEDED.value, DeliveryStatus.FAILED.value)
 
 
 def _endpoint(row: Any) -> Endpoint:
@@ -191,6 +192,17 @@ class WebhooksStore:
         total = (await self._uow.conn.execute(select(func.count()).select_from(webhook_deliveries)
                                               .where(*where))).scalar_one()
         return [_delivery(r) for r in rows], int(total)
+
+    async def prune_finished(self, *, before_ms: int, limit: int) -> int:
+        """Delete up to ``limit`` deliveries that succeeded or were given up on, made before
+        ``before_ms``, oldest first; how many went. Waiting ones are never touched."""
+        c = webhook_deliveries.c
+        # By id, which grows with the creation time: the old rows are the first the scan meets.
+        oldest = (select(c.id).where(c.status.in_(_FINISHED), c.created_at_ms < before_ms)
+                  .order_by(c.id).limit(limit))
+        result = await self._uow.conn.execute(delete(webhook_deliveries).where(
+            c.id.in_(oldest.scalar_subquery()), c.status.in_(_FINISHED)))
+        return int(result.rowcount or 0)
 
     async def redeliver(self, delivery_id: int, now_ms: int) -> None:
         """Send again at once with the same id, whatever its state; the attempt count goes on."""
