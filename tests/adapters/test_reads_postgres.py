@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from kensa_gql.adapters.db.database import Database
-from kensa_gql.adapters.db.reads import PG_APPLICATION_NAME
+from kensa_gql.adapters.db.reads import _POSTGRES, PG_APPLICATION_NAME
 from tests.adapters.test_reads import World, build_world
 from tests.backends import POSTGRES_URL
 
@@ -62,3 +62,19 @@ async def test_the_switch_turns_the_raw_path_off(world: World) -> None:
     db = Database(world.db.engine, fast_reads=False)
     assert not db.reads.fast
     assert await db.reads.owned_video(world.mine[0].uuid, world.me) == world.mine[0]
+
+
+async def test_queue_places_skip_the_ranking_when_none_of_the_videos_waits(db: Database, database_url: str) -> None:
+    # PostgreSQL ranks in one statement whose waiting check is a one-time filter: when it is
+    # false the ranking below it is never executed (the plan says so), however long the queue.
+    ranking = _POSTGRES["queue_places"]
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + ranking.sql,
+            *ranking.args({"uuids": ["9b2f6a0e-4c1d-4e8a-9f3b-0a1b2c3d4e5f"]})))
+    finally:
+        await conn.close()
+    assert "One-Time Filter" in plan, plan
+    window = [line for line in plan.splitlines() if "WindowAgg" in line]
+    assert window and all("never executed" in line for line in window), plan

@@ -72,8 +72,7 @@ _STATEMENTS = {"video": videos_store.OWNED_VIDEO, "total": videos_store.OWNED_TO
 _SQLITE = {name: _Compiled(s, sqlite.dialect()) for name, s in _STATEMENTS.items()}
 # On PostgreSQL the queue statements take the uuids as one array (SQLite's text varies with them).
 _POSTGRES = {name: _Compiled(s, pg_asyncpg.dialect())  # type: ignore[no-untyped-call]
-             for name, s in {**_STATEMENTS, "any_waiting": videos_store.ANY_WAITING_ARRAY,
-                             "queue_places": videos_store.QUEUE_PLACES_ARRAY}.items()}
+             for name, s in {**_STATEMENTS, "queue_places": videos_store.QUEUE_PLACES_ARRAY}.items()}
 _OWNED_VIDEO, _OWNED_TOTAL, _OWNED_PAGE, _KEY_BY_PREFIX = (_SQLITE[n] for n in ("video", "total", "page", "key"))
 # Queue places take a list: SQLite's text gets one ``?`` per uuid at the expanding parameter.
 _QUEUE_PLACES = _Compiled(videos_store.QUEUE_PLACES, sqlite.dialect())
@@ -271,16 +270,11 @@ class Reads:
             else:
                 return {str(uuid): int(position) for uuid, position in rows}
         elif self._pg is not None:
-            # Two round trips at most, no transaction: on SQLAlchemy's unit of work the guard alone
-            # took three (BEGIN, the statement, ROLLBACK), and the list page's CPU doubled.
-            params = {"uuids": list(uuids)}
-            waiting = await self._pg_fetch("any_waiting", params)
-            if waiting is not None:
-                if not waiting:
-                    return {}
-                ranked = await self._pg_fetch("queue_places", params)
-                if ranked is not None:
-                    return {str(uuid): int(position) for uuid, position in ranked}
+            # One round trip, no transaction (a unit of work took three: BEGIN, the statement,
+            # ROLLBACK), the waiting check inside it (QUEUE_PLACES_ARRAY).
+            ranked = await self._pg_fetch("queue_places", {"uuids": list(uuids)})
+            if ranked is not None:
+                return {str(uuid): int(position) for uuid, position in ranked}
         async with self._reading() as uow:
             return await VideosStore(uow).queue_positions(uuids)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import String, and_, any_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
@@ -165,7 +165,9 @@ def _in_array(column: Any) -> Any:
 
 
 QUEUE_PLACES, ANY_WAITING = _queue_places(_in_list), _any_waiting(_in_list)
-QUEUE_PLACES_ARRAY, ANY_WAITING_ARRAY = _queue_places(_in_array), _any_waiting(_in_array)
+# PostgreSQL in one round trip: the guard is an uncorrelated EXISTS, which the planner runs first
+# as a one-time filter and, when none waits, skips the ranking whole ("One-Time Filter: $0").
+QUEUE_PLACES_ARRAY = _queue_places(_in_array).where(exists(_any_waiting(_in_array)))
 
 
 def _task(row: Any) -> Task:
