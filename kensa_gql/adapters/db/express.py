@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from kensa_gql.adapters.db.ledger_store import LedgerRaceError
+from kensa_gql.adapters.db.ledger_store import LedgerRaceError, live_packages, moved_packages
 from kensa_gql.adapters.db.uow import UnitOfWork
 from kensa_gql.adapters.db.videos_store import VIDEO_COLUMN_NAMES, video_from_values
 from kensa_gql.domain.ledger import Allocation, EntryType, HoldStatus, Package
@@ -37,12 +37,7 @@ from kensa_gql.domain.videos import Video, VideoStatus
 SNAPSHOTS = 10_000  # users remembered per process
 
 _COLUMNS = ", ".join(VIDEO_COLUMN_NAMES)
-_PEEK = """
-SELECT a.version, p.id, p.amount, p.remaining, p.frozen, p.used, p.expired, p.expires_at_ms
-FROM credit_accounts AS a
-LEFT JOIN credit_packages AS p ON p.user_id = a.user_id AND (p.remaining > 0 OR p.frozen > 0)
-WHERE a.user_id = $1::bigint
-"""
+_PEEK = live_packages("$1::bigint")
 # $11 is the price (the video's credits and the hold's amount); the last column divides by zero,
 # aborting the statement, unless every package moved.
 _GENERATE = f"""
@@ -61,14 +56,7 @@ WITH account AS (
     INSERT INTO tasks (video_id, route, route_index, next_run_at_ms, attempts, created_at_ms, traceparent)
     SELECT video.id, $14::text, 0, $12::bigint, 0, $12::bigint, $15::varchar FROM video
 ), moved AS (
-    UPDATE credit_packages AS p
-    SET remaining = n.remaining, frozen = n.frozen, used = n.used, expired = n.expired
-    FROM unnest($16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[],
-                $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[])
-         AS n(id, old_remaining, old_frozen, old_used, old_expired, remaining, frozen, used, expired, allocated)
-    WHERE p.id = n.id AND p.remaining = n.old_remaining AND p.frozen = n.old_frozen
-      AND p.used = n.old_used AND p.expired = n.old_expired AND EXISTS (SELECT FROM account)
-    RETURNING p.id, n.allocated
+    {moved_packages([f"${n}::bigint[]" for n in range(16, 26)])}
 ), hold AS (
     INSERT INTO credit_holds (user_id, video_id, amount, status, created_at_ms)
     SELECT video.user_id, video.id, $11::bigint, $26::varchar, $12::bigint FROM video

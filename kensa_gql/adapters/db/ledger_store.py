@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, insert, or_, select, text, update
@@ -41,23 +42,42 @@ class Hold:
 # row lock, taken after the account's, and this is the transaction's last statement (see
 # UnitOfWork._write_live_video_counts). Every write waits for the account CTE (EXISTS), so none
 # happens, and no row comes back, when the version moved.
-_FREEZE_PG = text("""
+# The two fragments the one-statement generate (express.py) shares with it, written once and
+# spelled for each driver: SQLAlchemy's named ``CAST(:name AS T)`` here, asyncpg's ``$n::t`` there.
+PACKAGE_ARRAYS = ("ids", "old_remaining", "old_frozen", "old_used", "old_expired", "remaining", "frozen", "used",
+                  "expired", "allocated")
+
+
+def moved_packages(arrays: Sequence[str]) -> str:
+    """The CTE body moving a freeze's packages: ``arrays`` are its ten bigint[] parameters, in
+    PACKAGE_ARRAYS order. A compare-and-set on all four buckets of each package (as save_package
+    does), only once the ``account`` CTE has bumped the version; ``RETURNING`` what moved."""
+    assert len(arrays) == len(PACKAGE_ARRAYS)
+    return f"""UPDATE credit_packages AS p
+    SET remaining = n.remaining, frozen = n.frozen, used = n.used, expired = n.expired
+    FROM unnest({", ".join(arrays)})
+         AS n({", ".join(("id", *PACKAGE_ARRAYS[1:]))})
+    WHERE p.id = n.id AND p.remaining = n.old_remaining AND p.frozen = n.old_frozen
+      AND p.used = n.old_used AND p.expired = n.old_expired AND EXISTS (SELECT FROM account)
+    RETURNING p.id, n.allocated"""  # noqa: S608 - our own text; the values are bound parameters
+
+
+def live_packages(user_id: str) -> str:
+    """An account's version and its live packages, read without the lock: ``user_id`` its parameter."""
+    return f"""SELECT a.version, p.id, p.amount, p.remaining, p.frozen, p.used, p.expired, p.expires_at_ms
+FROM credit_accounts AS a
+LEFT JOIN credit_packages AS p ON p.user_id = a.user_id AND (p.remaining > 0 OR p.frozen > 0)
+WHERE a.user_id = {user_id}"""  # noqa: S608 - our own text; the value is a bound parameter
+
+
+_FREEZE_PG = text(f"""
 WITH account AS (
     UPDATE credit_accounts SET version = version + 1
     WHERE user_id = CAST(:user_id AS BIGINT)
       AND (CAST(:seen_version AS BIGINT) IS NULL OR version = CAST(:seen_version AS BIGINT))
     RETURNING user_id
 ), moved AS (
-    UPDATE credit_packages AS p
-    SET remaining = n.remaining, frozen = n.frozen, used = n.used, expired = n.expired
-    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:old_remaining AS BIGINT[]), CAST(:old_frozen AS BIGINT[]),
-                CAST(:old_used AS BIGINT[]), CAST(:old_expired AS BIGINT[]), CAST(:remaining AS BIGINT[]),
-                CAST(:frozen AS BIGINT[]), CAST(:used AS BIGINT[]), CAST(:expired AS BIGINT[]),
-                CAST(:allocated AS BIGINT[]))
-         AS n(id, old_remaining, old_frozen, old_used, old_expired, remaining, frozen, used, expired, allocated)
-    WHERE p.id = n.id AND p.remaining = n.old_remaining AND p.frozen = n.old_frozen
-      AND p.used = n.old_used AND p.expired = n.old_expired AND EXISTS (SELECT FROM account)
-    RETURNING p.id, n.allocated
+    {moved_packages([f"CAST(:{name} AS BIGINT[])" for name in PACKAGE_ARRAYS])}
 ), hold AS (
     INSERT INTO credit_holds (user_id, video_id, amount, status, created_at_ms)
     SELECT account.user_id, CAST(:video_id AS BIGINT), CAST(:amount AS BIGINT), CAST(:status AS VARCHAR),
@@ -78,14 +98,9 @@ WITH account AS (
     WHERE id = CAST(:user_id AS BIGINT) AND CAST(:live_change AS BIGINT) <> 0 AND EXISTS (SELECT FROM account)
 )
 SELECT hold.id, (SELECT count(*) FROM moved) FROM hold
-""")
+""")  # noqa: S608 - our own text
 # The account's version and its live packages, read without the lock (see _FREEZE_PG).
-_PEEK_PG = text("""
-SELECT a.version, p.id, p.amount, p.remaining, p.frozen, p.used, p.expired, p.expires_at_ms
-FROM credit_accounts AS a
-LEFT JOIN credit_packages AS p ON p.user_id = a.user_id AND (p.remaining > 0 OR p.frozen > 0)
-WHERE a.user_id = CAST(:user_id AS BIGINT)
-""")
+_PEEK_PG = text(live_packages("CAST(:user_id AS BIGINT)"))
 
 
 def _trans_no(now_ms: int) -> str:
