@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -282,7 +283,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the gateway's KENSA_RATE_LIMITS; on, with budgets no bench load reaches")
     parser.add_argument("--metrics", choices=("on", "off"), default="on",
                         help="the gateway's KENSA_METRICS (the HTTP instruments and /metrics)")
+    parser.add_argument("--read-memo", choices=("on", "off"), default="on",
+                        help="the gateway's KENSA_DB_READ_MEMO (SQLite: answers kept until the next commit)")
+    parser.add_argument("--writes-per-second", type=float, default=0.0, metavar="N",
+                        help="SQLite: another process commits N progress updates a second to the read database "
+                             "during the rounds, as a worker would (each commit empties the read memo)")
     return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def background_writes(seeded: seed.Seeded | None, rate: float) -> Iterator[None]:
+    """``bench.writer`` committing ``rate`` updates a second to the read database, on the load's core."""
+    if not rate or seeded is None:
+        yield
+        return
+    argv = [sys.executable, "-m", "bench.writer", seeded.url, str(rate)]
+    writer = subprocess.Popen(["taskset", "-c", "1", *argv] if pinning_possible() else argv, cwd=ROOT)
+    try:
+        yield
+    finally:
+        writer.terminate()
+        writer.wait(10)
 
 
 def main(argv: list[str]) -> int:
@@ -305,7 +326,9 @@ def main(argv: list[str]) -> int:
     postgres = args.database == "postgres"
     name = (today + ("-postgres" if postgres else "") + ("-quick" if args.quick else "")
             + ("-fastpath-off" if args.graphql_fastpath == "off" else "")
-            + ("-limits-off" if args.rate_limits == "off" else "") + ("-metrics-off" if args.metrics == "off" else ""))
+            + ("-limits-off" if args.rate_limits == "off" else "") + ("-metrics-off" if args.metrics == "off" else "")
+            + ("-memo-off" if args.read_memo == "off" else "")
+            + (f"-writes-{args.writes_per_second:g}" if args.writes_per_second else ""))
     out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     workdir = Path(tempfile.mkdtemp(prefix="kensa-bench-"))
     started = time.monotonic()
@@ -316,7 +339,11 @@ def main(argv: list[str]) -> int:
     say(f"kensa-gql bench: {', '.join(f for f in FIGURES if f in selected)}; load generator {tool}; "
         f"server on core 0, load on core 1{'' if pinning_possible() else ' (pinning unavailable)'}; "
         f"{sizes.rounds} round(s) x {sizes.duration:g} s; GraphQL fast path {args.graphql_fastpath}; "
-        f"rate limits {args.rate_limits}; metrics {args.metrics}; database {args.database}")
+        f"rate limits {args.rate_limits}; metrics {args.metrics}; read memo {args.read_memo}; "
+        f"database {args.database}"
+        + (f"; {args.writes_per_second:g} commits/s to the read database" if args.writes_per_second else ""))
+    if args.writes_per_second and args.database != "sqlite":
+        raise SystemExit("--writes-per-second: SQLite only")
     results: dict[str, Any] = {}
     made: list[seed.Seeded] = []
     targets = PG_TARGETS if postgres else TARGETS
@@ -339,7 +366,8 @@ def main(argv: list[str]) -> int:
                "KENSA_RATE_LIMIT_GENERATE_PER_MINUTE": str(UNLIMITED),
                "KENSA_RATE_LIMIT_REQUESTS_PER_MINUTE": str(UNLIMITED),
                "KENSA_RATE_LIMIT_ANONYMOUS_PER_MINUTE": str(UNLIMITED),
-               "KENSA_METRICS": "true" if args.metrics == "on" else "false"}
+               "KENSA_METRICS": "true" if args.metrics == "on" else "false",
+               "KENSA_DB_READ_MEMO": "true" if args.read_memo == "on" else "false"}
         http_selected = selected - {"fanout", "fanout-replicas", "idle-streams"}
         if http_selected:
             fields = video_fields() if "graphql-list" in selected else []
@@ -359,7 +387,7 @@ def main(argv: list[str]) -> int:
             if sqlite_generator is not None:
                 servers["generator-sqlite"] = Server("generator-sqlite", gateway_argv(), log_dir=workdir, env={
                     **env, "KENSA_DATABASE_URL": sqlite_generator.url})
-            with running(*servers.values()):
+            with running(*servers.values()), background_writes(seeded, args.writes_per_second):
                 results.update(throughput.run_rounds(figures, servers, rounds=sizes.rounds, duration=sizes.duration,
                                                      warmup=sizes.warmup, tool=tool, workdir=workdir, log=say))
             if generator is not None:

@@ -134,7 +134,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool | N
             await storage.check()
         engine = create_engine(settings.database_url, lock_timeout=settings.db_lock_timeout_seconds)
         db = Database(engine, lock_timeout=settings.db_lock_timeout_seconds, fast_reads=settings.db_fast_reads,
-                      combined_writes=settings.db_combined_writes)
+                      combined_writes=settings.db_combined_writes,
+                      read_memo=settings.db_read_memo_size if settings.db_read_memo else 0)
         events = VideoEvents(settings.broadcast_url, reread=functools.partial(videos_by_uuid, db.reading),
                              places=functools.partial(waiting_places, db.reading))
         pool = CpuPool(workers=1)

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # PostgreSQL: a generate's ledger writes in one statement (adapters/db/ledger_store.py); false:
     # one statement each, as on SQLite.
     db_combined_writes: bool = True
+    # SQLite: the fast reads keep their answers until the next commit by any connection (PRAGMA
+    # data_version says when), at most db_read_memo_size of them; false: every read reads.
+    db_read_memo: bool = True
+    db_read_memo_size: int = Field(default=4096, ge=1)
     broadcast_url: str = "memory://"
     media_dir: Path = Path("./media")
     public_url: str = "http://127.0.0.1:8000"

@@ -60,11 +60,13 @@ async def build_world(db: Database) -> World:
     return w
 
 
-@pytest.fixture(params=["raw driver", "unit of work"])
+@pytest.fixture(params=["raw driver", "raw driver with memo", "unit of work"])
 async def reads(request: pytest.FixtureRequest, db: Database) -> AsyncIterator[Reads]:
-    r = Reads(db.engine, db.reading, fast=request.param == "raw driver")
+    raw = request.param != "unit of work"
+    # The memo is SQLite's alone (PRAGMA data_version); on PostgreSQL it is the raw driver again.
+    r = Reads(db.engine, db.reading, fast=raw, memo=64 if request.param == "raw driver with memo" else 0)
     # The raw path exists for SQLite files (sqlite3) and PostgreSQL (asyncpg's prepared statements).
-    assert r.fast is (request.param == "raw driver")
+    assert r.fast is raw
     yield r
     await r.aclose()
     assert r.fallbacks == 0  # every read of the raw path was answered by the raw path

@@ -21,14 +21,17 @@ class Database:
     """Hands out units of work over one engine, and the fast path for the hottest reads."""
 
     def __init__(self, engine: AsyncEngine, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                 fast_reads: bool = True, combined_writes: bool = True) -> None:
+                 fast_reads: bool = True, combined_writes: bool = True, read_memo: int = 0) -> None:
         """``lock_timeout``: the one given to create_engine; also bounds the wait at the write gate.
         ``fast_reads``: the hottest reads on the raw driver (reads.py); off, through units of work.
         ``combined_writes``: on PostgreSQL, a use case's hot writes joined into fewer statements
-        (UnitOfWork.combined_writes); off, one statement each as on SQLite."""
+        (UnitOfWork.combined_writes); off, one statement each as on SQLite.
+        ``read_memo``: on SQLite's fast path, answers each connection keeps until the next commit
+        anywhere (reads.py ``_Memo``); 0: none."""
         self.engine = engine
         self.lock_timeout = lock_timeout
         self.fast_reads = fast_reads
+        self.read_memo = read_memo
         self.combined_writes = combined_writes and engine.dialect.name == "postgresql"
         # The accounts' last known states, for a generate in one statement on the raw driver
         # (express.py); None where that is off: SQLite, no combined writes, or no raw paths
@@ -47,7 +50,7 @@ class Database:
 
     @functools.cached_property
     def reads(self) -> Reads:
-        return Reads(self.engine, self.reading, fast=self.fast_reads)
+        return Reads(self.engine, self.reading, fast=self.fast_reads, memo=self.read_memo)
 
     def reading(self) -> UnitOfWork:
         return UnitOfWork(self.engine, write=False, lock_timeout=self.lock_timeout)

@@ -45,6 +45,9 @@ def statements(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[li
     def traced() -> Any:
         conn = connection()
         conn.set_trace_callback(seen.append)
+        # Every request's statements are counted: SQLite's read memo (test_read_memo.py), which
+        # answers a repeat with none, is off here.
+        reads._local.memo = None
         return conn
 
     monkeypatch.setattr(reads, "_connection", traced)
