@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db import reads as reads_module
+from kensa_gql.adapters.db.database import Database
 from kensa_gql.adapters.db.reads import Reads
 from kensa_gql.adapters.db.videos_store import VideosStore
 from kensa_gql.domain.videos import VideoStatus
