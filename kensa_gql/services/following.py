@@ -127,13 +127,14 @@ async def place_of(video: domain.Video, *, deps: Deps) -> int | None:
     return (await service.queue_positions([video.uuid], deps=deps)).get(video.uuid)
 
 
-async def follow(uuid: str, principal: Principal, *,
-                 deps: Deps) -> AsyncIterator[tuple[domain.Video, int | None]]:
+async def follow(uuid: str, principal: Principal, *, deps: Deps,
+                 places: bool = True) -> AsyncIterator[tuple[domain.Video, int | None]]:
     """The video now, then each change that is news or move of its queue place, until a terminal
-    status (NotFound if deleted); each with its queue place (None unless it waits)."""
-    async with Watch(uuid, deps.watchers, places=True) as watch:
+    status (NotFound if deleted); each with its queue place (None unless it waits).
+    ``places`` False: no place is read (each is None) and a move is no change."""
+    async with Watch(uuid, deps.watchers, places=places) as watch:
         snapshot = await service.get_video(uuid, principal, deps=deps)
-        place = await place_of(snapshot, deps=deps)
+        place = await place_of(snapshot, deps=deps) if places else None
         watch.seen(snapshot, place)
         following = Following(snapshot)
         yield snapshot, place
@@ -144,7 +145,7 @@ async def follow(uuid: str, principal: Principal, *,
                 yield change.video, change.place
             elif following.news(change):
                 # Read now: the event is executed from what is yielded, and nothing reads it later.
-                yield change, await place_of(change, deps=deps)
+                yield change, await place_of(change, deps=deps) if places else None
 
 
 async def until_finished(uuid: str, principal: Principal, *, seconds: float, deps: Deps) -> domain.Video:

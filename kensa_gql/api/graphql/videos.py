@@ -309,14 +309,16 @@ class VideoMutations:
 @strawberry.type
 class VideoSubscriptions:
     @strawberry.subscription(description="The video now, then once per change of status or progress, and "
-                                         "while it waits, per move of its `queuePosition`; completes after "
-                                         "COMPLETED, FAILED or CANCELLED.")
+                                         "while it waits, per move of its `queuePosition` if the selection "
+                                         "shows it; completes after COMPLETED, FAILED or CANCELLED.")
     async def video_status(self, info: Info[Context, None], uuid: UuidArg) -> AsyncIterable[Video]:
         # Authorised before the stream starts, so NOT_FOUND ends only this operation, cleanly.
         context = info.context
         principal = await context.principal()
         video = await service.get_video(uuid, principal, deps=context.deps)
-        return VideoStream(video.uuid, principal, context.deps)
+        # Places are read, and their moves sent, only for a selection that shows them: to any
+        # other, a move would be an event identical to the one before.
+        return VideoStream(video.uuid, principal, context.deps, places=asks_for(info, "queuePosition"))
 
 
 class VideoStream:
@@ -327,13 +329,14 @@ class VideoStream:
     rules to the changes the fan-out hands them, without ever starting it.
     """
 
-    __slots__ = ("deps", "principal", "uuid")
+    __slots__ = ("deps", "places", "principal", "uuid")
 
-    def __init__(self, uuid: str, principal: Principal, deps: Deps) -> None:
+    def __init__(self, uuid: str, principal: Principal, deps: Deps, *, places: bool = True) -> None:
         self.uuid = uuid
         self.principal = principal
         self.deps = deps
+        self.places = places  # whether the selection shows ``queuePosition``
 
     async def __aiter__(self) -> AsyncIterator[Video]:
-        async for video, place in following.follow(self.uuid, self.principal, deps=self.deps):
+        async for video, place in following.follow(self.uuid, self.principal, deps=self.deps, places=self.places):
             yield Video.placed(video, place)

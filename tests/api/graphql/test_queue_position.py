@@ -18,6 +18,7 @@ from tests.api.graphql.asgi_sockets import LEGACY_WS, REQUEST, TRANSPORT_WS, Gat
 LIST = "query { videos(pageSize: 20) { videos { uuid status queuePosition } } }"
 ONE = "query One($uuid: ID!) { video(uuid: $uuid) { uuid queuePosition } }"
 FOLLOW = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status queuePosition } }"
+FOLLOW_PLAIN = "subscription Follow($uuid: ID!) { videoStatus(uuid: $uuid) { uuid status progress } }"
 # The same page, asking for queuePosition in other ways, or not at all.
 SPREAD = """fragment Place on Video { status queuePosition }
 query Spread { videos(pageSize: 20) { videos { uuid ...Place } } }"""
@@ -258,4 +259,36 @@ async def test_a_change_of_a_waiting_video_carries_its_place(gateway: Gateway, p
         assert message["type"] == data, message
         sent[message["id"]] = message["payload"]["data"]["videoStatus"]
     assert sent == {op: {"uuid": gateway.uuid, "status": "PENDING", "queuePosition": 1} for op in ("1", "2")}
+    await client.disconnect()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_a_subscriber_not_showing_its_place_hears_no_move(gateway: Gateway, protocol: str,
+                                                               statements: list[str]) -> None:
+    # given the owner's second waiting video followed twice without queuePosition in the selection
+    # (Strawberry's path, then the lean subscriber's when the fast path is on)
+    deps = gateway.app.state.deps
+    owner = await gateway.app.state.authenticator.authenticate(gateway.key)
+    second = (await videos.generate_video(REQUEST, owner, deps=deps)).video.uuid
+    client = await gateway.connect(protocol)
+    start, data = ("subscribe", "next") if protocol == TRANSPORT_WS else ("start", "data")
+    statements.clear()
+    for op in ("1", "2"):
+        client.say({"id": op, "type": start, "payload": {"query": FOLLOW_PLAIN, "variables": {"uuid": second}}})
+        message = await client.receive()
+        assert (message["type"], message["payload"]["data"]["videoStatus"]) == (
+            data, {"uuid": second, "status": "PENDING", "progress": 0})
+    # and its place was never read
+    assert not any("row_number" in s.lower() for s in statements), statements
+    # when the first is claimed and the queue's move announced: the place moves 2 -> 1
+    async with deps.db.writing() as uow:
+        assert len(await VideosStore(uow).claim_due("r", now_ms=2**50, lease_ms=60_000, limit=1)) == 1
+        await uow.commit()
+    await deps.publisher.queue_moved()
+    # then nothing is sent for it (it would repeat the last event): the next events are its cancellation
+    await videos.cancel_video(second, owner, deps=deps)
+    events = [await client.receive() for _ in range(4)]
+    assert sorted((m["type"], m["id"]) for m in events) == sorted(
+        [(data, "1"), (data, "2"), ("complete", "1"), ("complete", "2")]), events
+    assert all(m["payload"]["data"]["videoStatus"]["status"] == "CANCELLED" for m in events if m["type"] == data)
     await client.disconnect()

@@ -91,23 +91,25 @@ class IdentityMemo(Generic[V]):
 class Feed:
     """What the subscribers of one operation with the same variables share: how to execute a change."""
 
-    __slots__ = ("document", "key", "name", "query", "variables")
+    __slots__ = ("document", "key", "name", "places", "query", "variables")
 
-    def __init__(self, key: _Key, document: Any, name: str | None, query: str, variables: Any) -> None:
+    def __init__(self, key: _Key, document: Any, name: str | None, query: str, variables: Any,
+                 places: bool) -> None:
         self.key = key
         self.document = document
         self.name = name
         self.query = query
         self.variables = variables  # the first subscriber's: equal once coerced, so the result is equal
+        self.places = places  # whether the selection shows queuePosition (the resolver's VideoStream.places)
 
 
 _feeds: OrderedDict[_Key, Feed] = OrderedDict()
 
 
-def _feed(key: _Key, document: Any, name: str | None, query: str, variables: Any) -> Feed:
+def _feed(key: _Key, document: Any, name: str | None, query: str, variables: Any, places: bool) -> Feed:
     feed = _feeds.get(key)
     if feed is None:
-        feed = _feeds[key] = Feed(key, document, name, query, variables)
+        feed = _feeds[key] = Feed(key, document, name, query, variables, places)
         while len(_feeds) > FEEDS:
             _feeds.popitem(last=False)
     else:
@@ -151,7 +153,7 @@ async def start(socket: Socket, documents: PreparedDocuments, op_id: str, query:
     key = _memo_key(executor)
     if key is None:
         return None
-    feed = _feed(key, document, operation_name, documents.text(query), variables)
+    feed = _feed(key, document, operation_name, documents.text(query), variables, source.places)
     return Subscriber(socket, op_id, feed, source.uuid)
 
 
@@ -203,7 +205,9 @@ class Subscriber(Watcher):
             except Exception as exc:  # raised by the source: reported like Strawberry, then complete
                 await self._failed(exc, context)
                 return
-            place = await place_of(snapshot, deps=context.deps)
+            # (no place unless the selection shows it: then the video is never "waiting" to the
+            # fan-out, and a move is no event)
+            place = await place_of(snapshot, deps=context.deps) if self.feed.places else None
             self.seen(snapshot, place)
             self.following = Following(snapshot)
             await self._send(snapshot, context, place)
@@ -271,7 +275,7 @@ class Subscriber(Watcher):
             return text
         data = messages.get(self.feed)
         if data is None:
-            if place is None and video.status is domain.VideoStatus.PENDING:
+            if place is None and video.status is domain.VideoStatus.PENDING and self.feed.places:
                 return None  # its place must be read first: _send does
             outcome = execute_subscription_event(
                 _build(self.socket, self.feed.document, self.feed.name, self.feed.variables,
@@ -343,7 +347,7 @@ class Subscriber(Watcher):
 
     async def _send(self, video: domain.Video, context: Context, place: int | None = None) -> None:
         """``video`` executed for this operation and sent, errors rendered as Strawberry renders them."""
-        if place is None:
+        if place is None and self.feed.places:
             place = await place_of(video, deps=context.deps)  # None at once unless it waits
         outcome = execute_subscription_event(_build(self.socket, self.feed.document, self.feed.name,
                                                     self.feed.variables, Video.placed(video, place), context))
