@@ -6,6 +6,7 @@ writes of this process and of another one; and it must really spare the read it 
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import subprocess
@@ -152,3 +153,23 @@ async def test_the_memo_answers_as_the_plain_path_through_random_writes(db: Data
     finally:
         other.close()
         await plain.aclose()
+
+
+def shm_locks(path: str) -> list[str]:
+    """The POSIX locks this process holds on the database's -shm file (Linux's /proc/locks)."""
+    inode = os.stat(path + "-shm").st_ino
+    with open("/proc/locks", encoding="utf-8") as locks:
+        return sorted(line.split(maxsplit=1)[1] for line in locks
+                      if f":{inode} " in line and f" {os.getpid()} " in line)
+
+
+async def test_the_memo_leaves_sqlites_locks_on_the_wal_index_alone(world: World, memo: Reads) -> None:
+    # given a read through the memo (the WAL index already mapped by SQLite: the fixture read)
+    path = world.db.engine.url.database
+    assert path is not None
+    held = shm_locks(path)
+    assert held  # SQLite's own: at least its shared lock that keeps other processes from resetting the index
+    assert await memo.owned_video(world.mine[0].uuid, world.me) == world.mine[0]
+    # then this process still holds every lock it held (closing any descriptor of the -shm file
+    # would have dropped them all: SQLite's protection against another process resetting it)
+    assert shm_locks(path) == held

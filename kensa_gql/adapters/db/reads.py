@@ -25,9 +25,10 @@ read goes the ordinary way, through a read unit of work.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
-import mmap
 import operator
+import os
 import sqlite3
 import threading
 import time
@@ -96,19 +97,30 @@ _WAL_HEADER = 48
 _MISSING = object()
 
 
-def _wal_index(conn: sqlite3.Connection, path: str) -> mmap.mmap | None:
-    """The database's ``-shm`` file mapped read-only, or None (not in WAL mode, no such file).
+def _wal_index(conn: sqlite3.Connection, path: str) -> int | None:
+    """Where SQLite has this database's WAL index (its ``-shm`` file) mapped in this process, or None
+    (not in WAL mode, or no ``/proc/self/maps``: not Linux).
 
-    The file stays as long as this connection is open: SQLite removes or truncates it only for
-    the last connection, or the first one after all closed."""
+    SQLite maps the file when a connection first reads and keeps the mapping while any connection
+    of the process has the database open, this one included. We read that mapping rather than
+    open the file ourselves: closing any descriptor of the ``-shm`` file would drop every POSIX
+    lock this process holds on it, SQLite's own included, and let another process reset the
+    index under it.
+    """
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         return None
-    conn.execute(_DATA_VERSION).fetchone()  # a read: the connection has the -shm file open now
+    conn.execute(_DATA_VERSION).fetchone()  # a read: the WAL index is mapped now
+    shm = os.path.realpath(path) + "-shm"
     try:
-        with open(path + "-shm", "rb") as shm:
-            return mmap.mmap(shm.fileno(), _WAL_HEADER, access=mmap.ACCESS_READ)
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                # address-range perms offset device inode path; the first region has offset 0
+                fields = line.rstrip("\n").split(maxsplit=5)
+                if len(fields) == 6 and fields[5] == shm and int(fields[2], 16) == 0:
+                    return int(fields[0].partition("-")[0], 16)
     except (OSError, ValueError):
-        return None
+        pass
+    return None
 
 
 class _Memo:
@@ -123,16 +135,17 @@ class _Memo:
 
     __slots__ = ("answers", "capacity", "header", "version")
 
-    def __init__(self, capacity: int, header: mmap.mmap | None) -> None:
+    def __init__(self, capacity: int, header: int | None) -> None:
         self.capacity = capacity
-        self.header = header
+        self.header = header  # the WAL index's address in SQLite's own mapping (None: ask PRAGMA)
         self.version: object = None
         self.answers: dict[Any, Any] = {}
 
     def current(self, conn: sqlite3.Connection) -> dict[Any, Any]:
         """The answers still right: none kept from before the latest commit."""
         header = self.header
-        version = header[:_WAL_HEADER] if header is not None else conn.execute(_DATA_VERSION).fetchone()[0]
+        version = (ctypes.string_at(header, _WAL_HEADER) if header is not None
+                   else conn.execute(_DATA_VERSION).fetchone()[0])
         if version != self.version:
             self.version = version
             self.answers = {}
@@ -141,9 +154,8 @@ class _Memo:
         return self.answers
 
     def close(self) -> None:
-        if self.header is not None:
-            self.header.close()
-            self.header = None
+        """Before the connection closes: the mapping may go with it."""
+        self.header = None
 
 
 def _expanded(compiled: _Compiled, uuids: Sequence[str]) -> tuple[str, list[Any]]:
