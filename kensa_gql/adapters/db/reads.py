@@ -14,8 +14,9 @@ sees the latest commit:
   without asyncpg's reset query (another round trip): nothing here changes session state.
 
 On SQLite the answers are also kept (``_Memo``, ``KENSA_DB_READ_MEMO``) until any connection, of
-this process or another, commits: ``PRAGMA data_version`` tells, for a third of the cost of a
-read, so a video polled again, or a page read again, before anything changed is not read again.
+this process or another, commits: the WAL-index header in SQLite's own mapping tells, in a third
+of a microsecond, so a video polled again, or a page read again, before anything changed is not
+read again.
 
 Whenever the fast path cannot answer (the SQLite file is busy or locked, the database is in
 memory, PostgreSQL cannot be reached, any other dialect, or ``KENSA_DB_FAST_READS=false``), the
